@@ -1,0 +1,17 @@
+//! Engine-neutral change model of meshsync: what a row change is, independent of the engine
+//! that captured it and the engine that applies it. No I/O here.
+//!
+//! - [`Value`] and [`Cell`]: typed column values, with an explicit "unchanged" marker.
+//! - [`TableName`], [`PeerId`], [`Op`], [`SourcePosition`], [`SchemaVersion`]: identities.
+//! - [`Change`]: one row change; [`Version`]: the (HLC, origin) order every merge uses.
+
+mod change;
+mod ident;
+mod value;
+mod version;
+
+pub use change::{Change, Op, SourcePosition, TxnId};
+pub use ident::{IdentError, PeerId, SchemaVersion, TableName};
+pub use meshsync_hlc::Hlc;
+pub use value::{Cell, Value};
+pub use version::Version;
