@@ -98,6 +98,9 @@ pub struct Change {
 impl Change {
     /// The version this change writes.
     pub fn version(&self) -> Version {
-        Version { hlc: self.hlc, origin: self.origin.clone() }
+        Version {
+            hlc: self.hlc,
+            origin: self.origin.clone(),
+        }
     }
 }

@@ -29,8 +29,14 @@ impl PeerId {
         let id = id.into();
         let ok = !id.is_empty()
             && id.len() <= 64
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if ok { Ok(PeerId(id)) } else { Err(IdentError::BadPeer(id)) }
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(PeerId(id))
+        } else {
+            Err(IdentError::BadPeer(id))
+        }
     }
 
     /// The id as text.
@@ -57,7 +63,10 @@ pub struct TableName {
 impl TableName {
     /// A table from its parts.
     pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
-        TableName { schema: schema.into(), name: name.into() }
+        TableName {
+            schema: schema.into(),
+            name: name.into(),
+        }
     }
 
     /// Parses `schema.table`; both parts non-empty, no further dots.
@@ -103,7 +112,10 @@ mod tests {
 
     #[test]
     fn tables_need_a_schema() {
-        assert_eq!(TableName::parse("public.items").unwrap().to_string(), "public.items");
+        assert_eq!(
+            TableName::parse("public.items").unwrap().to_string(),
+            "public.items"
+        );
         for bad in ["items", ".items", "public.", "a.b.c"] {
             assert!(TableName::parse(bad).is_err(), "{bad}");
         }

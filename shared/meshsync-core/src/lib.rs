@@ -3,13 +3,16 @@
 //!
 //! - [`Value`] and [`Cell`]: typed column values, with an explicit "unchanged" marker.
 //! - [`TableName`], [`PeerId`], [`Op`], [`SourcePosition`], [`SchemaVersion`]: identities.
-//! - [`Change`]: one row change; [`Version`]: the (HLC, origin) order every merge uses.
+//! - [`Change`]: one row change; [`ChangeBatch`]: the changes of one transaction to one table,
+//!   as one NATS message carries them; [`Version`]: the (HLC, origin) order every merge uses.
 
+mod batch;
 mod change;
 mod ident;
 mod value;
 mod version;
 
+pub use batch::{ChangeBatch, RowChange};
 pub use change::{Change, Op, SourcePosition, TxnId};
 pub use ident::{IdentError, PeerId, SchemaVersion, TableName};
 pub use meshsync_hlc::Hlc;

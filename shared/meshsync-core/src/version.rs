@@ -22,9 +22,18 @@ mod tests {
     #[test]
     fn ties_on_hlc_break_on_origin() {
         let h = Hlc { time: 5, node: 1 };
-        let a = Version { hlc: h, origin: PeerId::new("a").unwrap() };
-        let b = Version { hlc: h, origin: PeerId::new("b").unwrap() };
-        let later = Version { hlc: Hlc { time: 6, node: 0 }, origin: PeerId::new("a").unwrap() };
+        let a = Version {
+            hlc: h,
+            origin: PeerId::new("a").unwrap(),
+        };
+        let b = Version {
+            hlc: h,
+            origin: PeerId::new("b").unwrap(),
+        };
+        let later = Version {
+            hlc: Hlc { time: 6, node: 0 },
+            origin: PeerId::new("a").unwrap(),
+        };
         assert!(a < b && b < later);
     }
 }
