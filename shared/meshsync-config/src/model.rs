@@ -1,0 +1,128 @@
+//! The configuration file's shape. Every field is documented here; `docs/configuration.md`
+//! shows a complete file.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// One peer agent: one database in the mesh.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Who this peer is.
+    pub peer: PeerConfig,
+    /// Where the NATS server (hub, or this site's leaf node) is.
+    pub nats: NatsConfig,
+    /// The database this agent captures from and applies to.
+    pub database: DatabaseConfig,
+    /// Clock-sanity settings (I11).
+    #[serde(default)]
+    pub clock: ClockConfig,
+}
+
+/// `[peer]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Unique id of this peer in the mesh: 1-64 of `A-Z a-z 0-9 - _` (part of subjects).
+    pub id: String,
+}
+
+/// `[nats]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated: `nats://127.0.0.1:4222`.
+    pub url: Secret,
+    /// JetStream domain of this site's leaf node (edge topology only). Without it the peer
+    /// talks straight to the hub's global stream (direct topology).
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+/// Database engines meshsync knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// PostgreSQL 15 or later (logical replication, pgoutput).
+    Postgres,
+    /// MySQL 8 or MariaDB 10.11 (binlog, ROW format).
+    Mysql,
+    /// SQLite (triggers into a change-log table).
+    Sqlite,
+    /// MongoDB (change streams; replica set required).
+    Mongodb,
+    /// SQL Server (CDC change tables).
+    Sqlserver,
+    /// Oracle (LogMiner).
+    Oracle,
+}
+
+impl Engine {
+    /// Config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::Mysql => "mysql",
+            Engine::Sqlite => "sqlite",
+            Engine::Mongodb => "mongodb",
+            Engine::Sqlserver => "sqlserver",
+            Engine::Oracle => "oracle",
+        }
+    }
+
+    /// URL schemes accepted for this engine.
+    pub fn url_schemes(self) -> &'static [&'static str] {
+        match self {
+            Engine::Postgres => &["postgres://", "postgresql://"],
+            Engine::Mysql => &["mysql://", "mariadb://"],
+            Engine::Sqlite => &["sqlite:"],
+            Engine::Mongodb => &["mongodb://", "mongodb+srv://"],
+            Engine::Sqlserver => &["sqlserver://", "mssql://", "jdbc:sqlserver://"],
+            Engine::Oracle => &["oracle://"],
+        }
+    }
+}
+
+/// `[database]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres | mysql | sqlite | mongodb | sqlserver | oracle`.
+    pub engine: Engine,
+    /// Connection URL; may hold a password, so it is never logged in full.
+    pub url: Secret,
+    /// Replicated tables as `schema.table` (PostgreSQL schema, MariaDB database).
+    pub tables: Vec<String>,
+}
+
+/// `[clock]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockConfig {
+    /// How far ahead of this peer's clock a remote stamp may be before the change is parked
+    /// (I11), in milliseconds. Default 500.
+    #[serde(default = "default_future_bound_ms")]
+    pub future_bound_ms: u64,
+}
+
+const fn default_future_bound_ms() -> u64 {
+    500
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        ClockConfig {
+            future_bound_ms: default_future_bound_ms(),
+        }
+    }
+}
+
+impl ClockConfig {
+    /// The future bound as a duration.
+    pub fn future_bound(&self) -> Duration {
+        Duration::from_millis(self.future_bound_ms)
+    }
+}
