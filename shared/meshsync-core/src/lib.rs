@@ -6,12 +6,14 @@
 //! - [`Change`]: one row change; [`ChangeBatch`]: the changes of one transaction to one table,
 //!   as one NATS message carries them; [`Version`]: the (HLC, origin) order every merge uses.
 
+mod acked;
 mod batch;
 mod change;
 mod ident;
 mod value;
 mod version;
 
+pub use acked::Acked;
 pub use batch::{ChangeBatch, RowChange};
 pub use change::{Change, Op, SourcePosition, TxnId};
 pub use ident::{IdentError, PeerId, SchemaVersion, TableName};

@@ -1,9 +1,11 @@
 //! Subjects and stream names of both topologies.
 //!
 //! - direct: peers publish on `mesh.changes.<origin>` into the global stream `MESH`.
-//! - edge: peers at site `<d>` publish on `mesh.out.<d>.<origin>` into the site outbox
-//!   `OUT_<d>` (a subject space the hub does not listen on, so nothing is stored twice); the
-//!   hub's `MESH` sources every outbox, and the site copy `IN_<d>` sources `MESH` back.
+//! - edge: peers at site `<d>` publish on `mesh.site.<d>.out.<origin>` into the site outbox
+//!   `OUT_<d>`; the hub's `MESH` sources every outbox, and the site copy `IN_<d>` sources
+//!   `MESH` back. Everything site-local lives under `mesh.site.<d>.`, a subject space no hub
+//!   stream listens on: leaf nodes forward subject interest, so an overlapping hub stream
+//!   would store a site's publish a second time.
 
 use meshsync_core::PeerId;
 
@@ -23,12 +25,12 @@ pub fn direct(origin: &PeerId) -> String {
 
 /// Subject a peer at an edge site publishes on.
 pub fn outbox(domain: &str, origin: &PeerId) -> String {
-    format!("mesh.out.{domain}.{origin}")
+    format!("mesh.site.{domain}.out.{origin}")
 }
 
 /// Subjects of a site's outbox stream.
 pub fn outbox_subjects(domain: &str) -> String {
-    format!("mesh.out.{domain}.>")
+    format!("mesh.site.{domain}.out.>")
 }
 
 /// Name of a site's outbox stream.
@@ -41,9 +43,24 @@ pub fn site_copy_stream(domain: &str) -> String {
     format!("IN_{}", stream_safe(domain))
 }
 
-/// Subject a peer parks bad messages on.
+/// Subject a directly connected peer parks bad messages on.
 pub fn dead_letter(peer: &PeerId) -> String {
     format!("mesh.dlq.{peer}")
+}
+
+/// Subject a peer at an edge site parks bad messages on (kept at the site).
+pub fn site_dead_letter(domain: &str, peer: &PeerId) -> String {
+    format!("mesh.site.{domain}.dlq.{peer}")
+}
+
+/// Subjects of a site's dead-letter stream.
+pub fn site_dead_letter_subjects(domain: &str) -> String {
+    format!("mesh.site.{domain}.dlq.>")
+}
+
+/// Name of a site's dead-letter stream.
+pub fn site_dead_letter_stream(domain: &str) -> String {
+    format!("DLQ_{}", stream_safe(domain))
 }
 
 /// Stream names allow fewer characters than domains; map the rest to `_`.
