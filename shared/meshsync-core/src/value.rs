@@ -63,24 +63,34 @@ impl Value {
     }
 }
 
-/// One column of a row image: a value, or "unchanged" (the engine did not send it, e.g. an
-/// unchanged TOASTed value, or the column was not part of the update). An unchanged cell must
-/// never overwrite the column on another peer.
+/// One column of a row image after a change.
+///
+/// Row-level merges write the whole image ([`Cell::Value`] and [`Cell::Kept`]), so that
+/// every peer ends with the winner's full row; column-level merges write only the columns
+/// the change wrote ([`Cell::Value`]). [`Cell::Unchanged`] is never written: the engine did
+/// not send the value (an unchanged TOASTed value without an old row image).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Cell {
-    /// The column holds this value after the change.
+    /// The change wrote this value.
     Value(Value),
-    /// The change did not touch this column; whatever the target holds stays.
+    /// The change did not write this column; it held this value at the origin.
+    Kept(Value),
+    /// The change did not write this column and its value is unknown; the target keeps its own.
     Unchanged,
 }
 
 impl Cell {
-    /// The value, unless unchanged.
+    /// The column's value after the change, if known (written or kept).
     pub fn value(&self) -> Option<&Value> {
         match self {
-            Cell::Value(v) => Some(v),
+            Cell::Value(v) | Cell::Kept(v) => Some(v),
             Cell::Unchanged => None,
         }
+    }
+
+    /// Whether the change wrote this column.
+    pub fn is_written(&self) -> bool {
+        matches!(self, Cell::Value(_))
     }
 }
 

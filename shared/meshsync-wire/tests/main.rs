@@ -29,7 +29,11 @@ fn value() -> impl Strategy<Value = Value> {
 }
 
 fn cell() -> impl Strategy<Value = Cell> {
-    prop_oneof![value().prop_map(Cell::Value), Just(Cell::Unchanged)]
+    prop_oneof![
+        value().prop_map(Cell::Value),
+        value().prop_map(Cell::Kept),
+        Just(Cell::Unchanged)
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {

@@ -1,0 +1,174 @@
+//! Applying change batches to PostgreSQL: row-level last-writer-wins by (HLC, origin, index),
+//! tombstones for deletes, data + versions + checkpoint in one transaction.
+//!
+//! The session runs under a replication origin (`meshsync_apply_<peer>`), so capture on
+//! this database drops what apply writes (I7), and every transaction emits the highest HLC it
+//! applied as a logical message, so capture stamps later local writes above it (I8).
+
+mod decide;
+mod sql;
+
+use std::{collections::HashMap, time::Duration};
+
+use meshsync_core::{ChangeBatch, Hlc, PeerId, TableName};
+use sqlx::{Connection, PgConnection, Postgres, Transaction};
+use tracing::debug;
+
+pub use decide::{Decision, StoredVersion};
+
+use crate::{catalog::TableInfo, error::PgError, setup::Names, source::stream::APPLIED_HLC_PREFIX};
+
+/// A row (or a whole batch) that cannot be applied here: park it with this reason (I10).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parked {
+    /// Index of the row in its transaction; `None` for the whole batch.
+    pub row: Option<u32>,
+    /// Why, for the `Mesh-Park-Reason` header. Never contains row values.
+    pub reason: String,
+}
+
+/// What one batch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Rows written (their version won).
+    pub applied: usize,
+    /// Rows beaten by a newer version (or a tombstone), or already applied.
+    pub superseded: usize,
+    /// Rows that could not be applied.
+    pub parked: Vec<Parked>,
+}
+
+/// The apply session of one peer database.
+pub struct PgSink {
+    conn: PgConnection,
+    tables: HashMap<TableName, TableInfo>,
+    peer: PeerId,
+    consumer: String,
+}
+
+/// One open apply transaction.
+pub struct ApplyTxn<'c> {
+    tx: Transaction<'c, Postgres>,
+    sink_tables: &'c HashMap<TableName, TableInfo>,
+    peer: &'c PeerId,
+    consumer: &'c str,
+    max_hlc: Option<Hlc>,
+}
+
+impl PgSink {
+    /// Opens the apply session under this peer's replication origin.
+    pub async fn connect(
+        url: &str,
+        names: &Names,
+        tables: HashMap<TableName, TableInfo>,
+        peer: PeerId,
+        consumer: String,
+    ) -> Result<PgSink, PgError> {
+        let mut conn = PgConnection::connect(url)
+            .await
+            .map_err(PgError::query("connect for apply"))?;
+        // A killed agent's backend may hold the origin for a moment after the crash.
+        let mut tries = 0;
+        loop {
+            let r = sqlx::query("SELECT pg_replication_origin_session_setup($1)")
+                .bind(&names.apply_origin)
+                .execute(&mut conn)
+                .await;
+            match r {
+                Ok(_) => break,
+                Err(e) if tries < 60 => {
+                    debug!(error = %e, "apply origin busy, retrying");
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(PgError::query("set up the apply origin")(e)),
+            }
+        }
+        Ok(PgSink {
+            conn,
+            tables,
+            peer,
+            consumer,
+        })
+    }
+
+    /// The last stream sequence committed by this consumer (0 if none).
+    pub async fn checkpoint(&mut self) -> Result<u64, PgError> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT stream_seq FROM meshsync.checkpoint WHERE consumer = $1")
+                .bind(&self.consumer)
+                .fetch_optional(&mut self.conn)
+                .await
+                .map_err(PgError::query("read the apply checkpoint"))?;
+        Ok(row.map(|(s,)| s as u64).unwrap_or(0))
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&mut self) -> Result<ApplyTxn<'_>, PgError> {
+        let tx = self
+            .conn
+            .begin()
+            .await
+            .map_err(PgError::query("begin an apply transaction"))?;
+        Ok(ApplyTxn {
+            tx,
+            sink_tables: &self.tables,
+            peer: &self.peer,
+            consumer: &self.consumer,
+            max_hlc: None,
+        })
+    }
+}
+
+impl ApplyTxn<'_> {
+    /// Merges one batch into the database. Data problems come back as [`Parked`] rows in
+    /// the report; `Err` means the database itself failed (retry the whole transaction).
+    pub async fn apply(&mut self, batch: &ChangeBatch) -> Result<BatchReport, PgError> {
+        let Some(info) = self.sink_tables.get(&batch.table) else {
+            return Ok(park_all(format!(
+                "table {} is not replicated on this peer; add it to database.tables",
+                batch.table
+            )));
+        };
+        if let Err(reason) = sql::check_shape(info, batch) {
+            return Ok(park_all(reason));
+        }
+        let report = sql::apply_batch(&mut self.tx, info, batch, self.peer).await?;
+        if report.applied > 0 && batch.origin != *self.peer {
+            self.max_hlc = self.max_hlc.max(Some(batch.hlc));
+        }
+        Ok(report)
+    }
+
+    /// Commits data, versions and the checkpoint `upto` together (I9).
+    pub async fn commit(mut self, upto: u64) -> Result<(), PgError> {
+        sqlx::query(
+            "INSERT INTO meshsync.checkpoint (consumer, stream_seq) VALUES ($1, $2)
+             ON CONFLICT (consumer) DO UPDATE SET stream_seq = GREATEST(meshsync.checkpoint.stream_seq, EXCLUDED.stream_seq)",
+        )
+        .bind(self.consumer)
+        .bind(upto as i64)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(PgError::query("write the apply checkpoint"))?;
+        if let Some(hlc) = self.max_hlc {
+            sqlx::query("SELECT pg_logical_emit_message(true, $1, $2)")
+                .bind(APPLIED_HLC_PREFIX)
+                .bind(hlc.to_string())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(PgError::query("record the applied HLC"))?;
+        }
+        self.tx
+            .commit()
+            .await
+            .map_err(PgError::query("commit an apply transaction"))
+    }
+}
+
+fn park_all(reason: String) -> BatchReport {
+    BatchReport {
+        parked: vec![Parked { row: None, reason }],
+        ..Default::default()
+    }
+}

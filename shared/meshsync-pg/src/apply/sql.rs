@@ -1,0 +1,419 @@
+//! The SQL of one batch: read versions, decide, write rows, write versions.
+//!
+//! Rows are written with multi-row statements (one upsert per column set, one delete), not
+//! one statement per row; values travel as text parameters with explicit casts. A statement
+//! that fails on data is retried row by row under savepoints, so one bad row is parked and
+//! its neighbours still apply (I10).
+
+use std::collections::HashMap;
+
+use meshsync_core::{Cell, ChangeBatch, Op, PeerId, RowChange, Value};
+use sqlx::{PgConnection, Row};
+
+use super::{
+    BatchReport, Parked,
+    decide::{Decision, StoredVersion, decide, stored_after},
+};
+use crate::{
+    catalog::{TableInfo, ident, qualified},
+    error::{PgError, is_transient_sqlx},
+    types::to_sql_text,
+};
+
+/// Most bind parameters per statement (PostgreSQL allows 65,535).
+const MAX_PARAMS: usize = 30_000;
+
+/// Order-preserving map of a u64 HLC time onto bigint.
+fn time_to_i64(t: u64) -> i64 {
+    (t ^ (1 << 63)) as i64
+}
+
+fn time_from_i64(t: i64) -> u64 {
+    (t as u64) ^ (1 << 63)
+}
+
+/// Canonical text of a key: the same on every peer for the same key values.
+pub fn key_text(key: &[Value]) -> String {
+    serde_json::to_string(key).unwrap_or_default()
+}
+
+/// Whether the batch's shape fits the table here; the reason otherwise.
+pub fn check_shape(info: &TableInfo, batch: &ChangeBatch) -> Result<(), String> {
+    if batch.key_columns != info.key {
+        return Err(format!(
+            "primary key of {} is ({}) here but ({}) at origin {}",
+            batch.table,
+            info.key.join(", "),
+            batch.key_columns.join(", "),
+            batch.origin
+        ));
+    }
+    for c in &batch.columns {
+        if info.column(c).is_none() {
+            return Err(format!(
+                "column {c:?} of {} does not exist on this peer",
+                batch.table
+            ));
+        }
+    }
+    for row in &batch.rows {
+        if row.key.len() != batch.key_columns.len()
+            || (!row.cells.is_empty() && row.cells.len() != batch.columns.len())
+        {
+            return Err(format!(
+                "row {} of the batch does not match its column list",
+                row.index
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A row ready to write: its text parameters.
+struct Prepared<'b> {
+    row: &'b RowChange,
+    key: Vec<Option<String>>,
+    /// Column name and text value of every cell that carries a value.
+    cells: Vec<(&'b str, Option<String>)>,
+}
+
+fn prepare<'b>(
+    info: &TableInfo,
+    batch: &'b ChangeBatch,
+    row: &'b RowChange,
+) -> Result<Prepared<'b>, String> {
+    let mut key = Vec::new();
+    for (name, v) in batch.key_columns.iter().zip(&row.key) {
+        let col = info
+            .column(name)
+            .ok_or_else(|| format!("no key column {name:?}"))?;
+        key.push(to_sql_text(v, &col.ty).map_err(|e| format!("key column {name:?}: {e}"))?);
+    }
+    let mut cells = Vec::new();
+    if row.op != Op::Delete {
+        for (name, cell) in batch.columns.iter().zip(&row.cells) {
+            // Row-level LWW writes the winner's whole image: written and kept values.
+            let (Cell::Value(v) | Cell::Kept(v)) = cell else {
+                continue;
+            };
+            let col = info
+                .column(name)
+                .ok_or_else(|| format!("no column {name:?}"))?;
+            if v.is_null() && col.not_null {
+                return Err(format!(
+                    "column {name:?} is NOT NULL here but the change sets it to NULL"
+                ));
+            }
+            cells.push((
+                name.as_str(),
+                to_sql_text(v, &col.ty).map_err(|e| format!("column {name:?}: {e}"))?,
+            ));
+        }
+    }
+    Ok(Prepared { row, key, cells })
+}
+
+/// Applies one batch inside the open transaction.
+pub async fn apply_batch(
+    conn: &mut PgConnection,
+    info: &TableInfo,
+    batch: &ChangeBatch,
+    me: &PeerId,
+) -> Result<BatchReport, PgError> {
+    let mut report = BatchReport::default();
+    let tbl = batch.table.to_string();
+    let keys: Vec<String> = batch.rows.iter().map(|r| key_text(&r.key)).collect();
+    let mut stored = read_versions(conn, &tbl, &keys).await?;
+
+    // Decide row by row in transaction order; the last winner per key is what gets written.
+    let mut finals: HashMap<&str, (Decision, Prepared<'_>)> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for (row, key) in batch.rows.iter().zip(&keys) {
+        let decision = decide(
+            stored.get(key.as_str()),
+            batch.hlc,
+            &batch.origin,
+            row.index,
+            me,
+        );
+        if decision == Decision::Skip {
+            report.superseded += 1;
+            continue;
+        }
+        let prepared = match prepare(info, batch, row) {
+            Ok(p) => p,
+            Err(reason) => {
+                report.parked.push(Parked {
+                    row: Some(row.index),
+                    reason,
+                });
+                continue;
+            }
+        };
+        stored.insert(
+            key.clone(),
+            stored_after(row.op, batch.hlc, &batch.origin, row.index),
+        );
+        if finals.insert(key.as_str(), (decision, prepared)).is_none() {
+            order.push(key.as_str());
+        }
+    }
+    let rows: Vec<(&str, Decision, Prepared<'_>)> = order
+        .into_iter()
+        .filter_map(|k| finals.remove(k).map(|(d, p)| (k, d, p)))
+        .collect();
+    let writes: Vec<&Prepared<'_>> = rows
+        .iter()
+        .filter(|(_, d, _)| *d == Decision::Write)
+        .map(|(_, _, p)| p)
+        .collect();
+
+    sqlx::query("SAVEPOINT meshsync_batch")
+        .execute(&mut *conn)
+        .await
+        .map_err(PgError::query("savepoint"))?;
+    let failed: Vec<(u32, String)> = match write_rows(conn, info, &writes).await {
+        Ok(()) => Vec::new(),
+        Err(e) if is_transient_sqlx(&e) => return Err(PgError::query("write rows")(e)),
+        Err(_) => {
+            sqlx::query("ROLLBACK TO SAVEPOINT meshsync_batch")
+                .execute(&mut *conn)
+                .await
+                .map_err(PgError::query("rollback to savepoint"))?;
+            one_by_one(conn, info, &writes).await?
+        }
+    };
+    let failed_rows: std::collections::HashSet<u32> = failed.iter().map(|(i, _)| *i).collect();
+    for (index, reason) in failed {
+        report.parked.push(Parked {
+            row: Some(index),
+            reason,
+        });
+    }
+    let mut versions = Vec::new();
+    for (key, _, p) in &rows {
+        if failed_rows.contains(&p.row.index) {
+            continue;
+        }
+        report.applied += 1;
+        versions.push((
+            *key,
+            stored_after(p.row.op, batch.hlc, &batch.origin, p.row.index),
+        ));
+    }
+    write_versions(conn, &tbl, &versions).await?;
+    Ok(report)
+}
+
+async fn read_versions(
+    conn: &mut PgConnection,
+    tbl: &str,
+    keys: &[String],
+) -> Result<HashMap<String, StoredVersion>, PgError> {
+    let rows = sqlx::query(
+        "SELECT pk, hlc_time, hlc_node, origin, idx, deleted FROM meshsync.versions
+         WHERE tbl = $1 AND pk = ANY($2) FOR UPDATE",
+    )
+    .bind(tbl)
+    .bind(keys)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(PgError::query("read row versions"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let v = StoredVersion {
+                hlc: meshsync_core::Hlc {
+                    time: time_from_i64(r.get("hlc_time")),
+                    node: r.get::<i64, _>("hlc_node") as u64,
+                },
+                origin: r.get("origin"),
+                index: r.get::<i32, _>("idx") as u32,
+                deleted: r.get("deleted"),
+            };
+            (r.get::<String, _>("pk"), v)
+        })
+        .collect())
+}
+
+async fn write_versions(
+    conn: &mut PgConnection,
+    tbl: &str,
+    versions: &[(&str, StoredVersion)],
+) -> Result<(), PgError> {
+    if versions.is_empty() {
+        return Ok(());
+    }
+    let pks: Vec<&str> = versions.iter().map(|(k, _)| *k).collect();
+    let times: Vec<i64> = versions
+        .iter()
+        .map(|(_, v)| time_to_i64(v.hlc.time))
+        .collect();
+    let nodes: Vec<i64> = versions.iter().map(|(_, v)| v.hlc.node as i64).collect();
+    let origins: Vec<&str> = versions.iter().map(|(_, v)| v.origin.as_str()).collect();
+    let idx: Vec<i32> = versions.iter().map(|(_, v)| v.index as i32).collect();
+    let deleted: Vec<bool> = versions.iter().map(|(_, v)| v.deleted).collect();
+    sqlx::query(
+        "INSERT INTO meshsync.versions (tbl, pk, hlc_time, hlc_node, origin, idx, deleted)
+         SELECT $1, * FROM unnest($2::text[], $3::int8[], $4::int8[], $5::text[], $6::int4[], $7::bool[])
+         ON CONFLICT (tbl, pk) DO UPDATE SET hlc_time = EXCLUDED.hlc_time, hlc_node = EXCLUDED.hlc_node,
+             origin = EXCLUDED.origin, idx = EXCLUDED.idx, deleted = EXCLUDED.deleted",
+    )
+    .bind(tbl)
+    .bind(pks)
+    .bind(times)
+    .bind(nodes)
+    .bind(origins)
+    .bind(idx)
+    .bind(deleted)
+    .execute(&mut *conn)
+    .await
+    .map_err(PgError::query("write row versions"))?;
+    Ok(())
+}
+
+async fn one_by_one(
+    conn: &mut PgConnection,
+    info: &TableInfo,
+    writes: &[&Prepared<'_>],
+) -> Result<Vec<(u32, String)>, PgError> {
+    let mut failed = Vec::new();
+    for p in writes {
+        sqlx::query("SAVEPOINT meshsync_row")
+            .execute(&mut *conn)
+            .await
+            .map_err(PgError::query("savepoint"))?;
+        match write_rows(conn, info, std::slice::from_ref(p)).await {
+            Ok(()) => {}
+            Err(e) if is_transient_sqlx(&e) => return Err(PgError::query("write a row")(e)),
+            Err(e) => {
+                sqlx::query("ROLLBACK TO SAVEPOINT meshsync_row")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(PgError::query("rollback to savepoint"))?;
+                let reason = match &e {
+                    sqlx::Error::Database(db) => format!(
+                        "postgres refused the row ({}): {}",
+                        db.code().unwrap_or_default(),
+                        db.message()
+                    ),
+                    other => format!("postgres refused the row: {other}"),
+                };
+                failed.push((p.row.index, reason));
+            }
+        }
+    }
+    Ok(failed)
+}
+
+/// Deletes, then upserts grouped by column set, in as few statements as fit.
+async fn write_rows(
+    conn: &mut PgConnection,
+    info: &TableInfo,
+    writes: &[&Prepared<'_>],
+) -> Result<(), sqlx::Error> {
+    let table = qualified(&info.name);
+    let key_casts: Vec<&str> = info
+        .key
+        .iter()
+        .map(|k| info.column(k).map(|c| c.cast.as_str()).unwrap_or("text"))
+        .collect();
+    let key_list = info
+        .key
+        .iter()
+        .map(|k| ident(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+
+    let deletes: Vec<&&Prepared<'_>> = writes.iter().filter(|p| p.row.op == Op::Delete).collect();
+    for chunk in deletes.chunks((MAX_PARAMS / info.key.len().max(1)).max(1)) {
+        let mut sql = format!("DELETE FROM {table} WHERE ({key_list}) IN (");
+        let mut n = 0;
+        for (i, _) in chunk.iter().enumerate() {
+            sql.push_str(if i == 0 { "(" } else { ", (" });
+            for (j, cast) in key_casts.iter().enumerate() {
+                n += 1;
+                sql.push_str(&format!("{}${n}::{cast}", if j == 0 { "" } else { ", " }));
+            }
+            sql.push(')');
+        }
+        sql.push(')');
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for p in chunk {
+            for k in &p.key {
+                q = q.bind(k.clone());
+            }
+        }
+        q.execute(&mut *conn).await?;
+    }
+
+    // Upserts, grouped by the set of columns they carry (unchanged cells stay out of SET).
+    let mut groups: Vec<(Vec<&str>, Vec<&Prepared<'_>>)> = Vec::new();
+    for p in writes.iter().filter(|p| p.row.op != Op::Delete) {
+        let cols: Vec<&str> = p.cells.iter().map(|(c, _)| *c).collect();
+        match groups.iter_mut().find(|(g, _)| *g == cols) {
+            Some((_, rows)) => rows.push(p),
+            None => groups.push((cols, vec![p])),
+        }
+    }
+    for (cols, rows) in groups {
+        let mut all: Vec<&str> = info
+            .key
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !cols.contains(k))
+            .collect();
+        let from_key = all.len();
+        all.extend(cols.iter().copied());
+        let casts: Vec<&str> = all
+            .iter()
+            .map(|c| info.column(c).map(|c| c.cast.as_str()).unwrap_or("text"))
+            .collect();
+        let non_key: Vec<&str> = cols
+            .iter()
+            .copied()
+            .filter(|c| !info.key.iter().any(|k| k == c))
+            .collect();
+        let conflict = if non_key.is_empty() {
+            "DO NOTHING".to_owned()
+        } else {
+            format!(
+                "DO UPDATE SET {}",
+                non_key
+                    .iter()
+                    .map(|c| format!("{0} = EXCLUDED.{0}", ident(c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        for chunk in rows.chunks((MAX_PARAMS / all.len().max(1)).max(1)) {
+            let mut sql = format!(
+                "INSERT INTO {table} ({}) VALUES ",
+                all.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
+            );
+            let mut n = 0;
+            for (i, _) in chunk.iter().enumerate() {
+                sql.push_str(if i == 0 { "(" } else { ", (" });
+                for (j, cast) in casts.iter().enumerate() {
+                    n += 1;
+                    sql.push_str(&format!("{}${n}::{cast}", if j == 0 { "" } else { ", " }));
+                }
+                sql.push(')');
+            }
+            sql.push_str(&format!(" ON CONFLICT ({key_list}) {conflict}"));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for p in chunk {
+                // Key columns the cells do not carry come from the key.
+                for name in &all[..from_key] {
+                    let pos = info.key.iter().position(|k| k == name).unwrap_or(0);
+                    q = q.bind(p.key.get(pos).cloned().flatten());
+                }
+                for (_, v) in &p.cells {
+                    q = q.bind(v.clone());
+                }
+            }
+            q.execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
+}

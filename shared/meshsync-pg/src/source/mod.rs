@@ -1,0 +1,6 @@
+//! Capture side: what PostgreSQL logical replication sends, decoded and turned into row images.
+
+pub mod pgoutput;
+mod reader;
+pub mod row;
+pub mod stream;
