@@ -1,0 +1,159 @@
+//! The harness itself: every server starts, answers, and survives kill -9 with its data.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use meshsync_testkit::{MariaDb, NatsCluster, NatsServer, Postgres, wait_until};
+use sqlx::Row;
+
+#[tokio::test]
+async fn nats_single_keeps_its_stream_across_kill9() {
+    let mut nats = NatsServer::start_single().await.unwrap();
+    let client = async_nats::connect(nats.client_url()).await.unwrap();
+    let js = jetstream::new(client);
+    js.create_stream(stream::Config {
+        name: "T".into(),
+        subjects: vec!["t".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    js.publish("t", "hello".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    nats.kill9().unwrap();
+    nats.restart().await.unwrap();
+    let client = async_nats::connect(nats.client_url()).await.unwrap();
+    let js = jetstream::new(client);
+    let count = wait_until("stream after restart", Duration::from_secs(20), || {
+        let js = js.clone();
+        async move {
+            Some(
+                js.get_stream("T")
+                    .await
+                    .ok()?
+                    .info()
+                    .await
+                    .ok()?
+                    .state
+                    .messages,
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(count, 1, "a fsynced, acked message survives kill -9");
+}
+
+#[tokio::test]
+async fn nats_cluster_and_leaf_with_domain() {
+    let hub = NatsCluster::start(3).await.unwrap();
+    let leaf = NatsServer::start_leaf(&hub.leaf_urls()[0], "site-x")
+        .await
+        .unwrap();
+    let client = async_nats::connect(leaf.client_url()).await.unwrap();
+    // An R3 stream in the hub domain, created through the leaf.
+    let hub_js = jetstream::with_domain(client.clone(), "hub");
+    let info = wait_until("an R3 stream on the hub", Duration::from_secs(30), || {
+        let js = hub_js.clone();
+        async move {
+            let mut s = js
+                .get_or_create_stream(stream::Config {
+                    name: "H".into(),
+                    subjects: vec!["h".into()],
+                    num_replicas: 3,
+                    ..Default::default()
+                })
+                .await
+                .ok()?;
+            Some(s.info().await.ok()?.clone())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(info.config.num_replicas, 3);
+    assert_eq!(
+        info.cluster.and_then(|c| c.name).as_deref(),
+        Some("mesh-hub")
+    );
+    // A stream in the leaf's own domain.
+    let site = jetstream::new(client);
+    site.create_stream(stream::Config {
+        name: "L".into(),
+        subjects: vec!["l".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ack = site.publish("l", "x".into()).await.unwrap().await.unwrap();
+    assert_eq!(ack.domain, "site-x");
+}
+
+#[tokio::test]
+async fn postgres_survives_kill9_with_its_data() {
+    let mut pg = Postgres::start().await.unwrap();
+    let mut c = pg.connect("postgres").await.unwrap();
+    let level: String = sqlx::query("SHOW wal_level")
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(level, "logical");
+    sqlx::raw_sql("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'kept')")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    drop(c);
+    pg.kill9().unwrap();
+    pg.restart().await.unwrap();
+    let mut c = pg.connect("postgres").await.unwrap();
+    let v: String = sqlx::query("SELECT v FROM t WHERE id = 1")
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "kept");
+}
+
+#[tokio::test]
+async fn mariadb_survives_kill9_with_its_data() {
+    let mut db = MariaDb::start().await.unwrap();
+    db.create_database("app").await.unwrap();
+    let mut c = db.connect("app").await.unwrap();
+    let r = sqlx::query("SELECT @@binlog_format, @@binlog_row_image, @@binlog_row_metadata")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    let got: (String, String, String) = (r.get(0), r.get(1), r.get(2));
+    assert_eq!(got, ("ROW".into(), "FULL".into(), "FULL".into()));
+    sqlx::raw_sql("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'kept')")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    drop(c);
+    db.kill9().unwrap();
+    db.restart().await.unwrap();
+    let mut c = db.connect("app").await.unwrap();
+    let v: String = sqlx::query("SELECT v FROM t WHERE id = 1")
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "kept");
+}
+
+#[tokio::test]
+async fn mariadb_takes_extra_settings() {
+    let db = MariaDb::start_with(&["--binlog-format=STATEMENT"])
+        .await
+        .unwrap();
+    let mut c = db.connect("mysql").await.unwrap();
+    let f: String = sqlx::query("SELECT @@binlog_format")
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(f, "STATEMENT");
+}
