@@ -13,6 +13,7 @@ pub mod publisher;
 pub mod topology;
 
 pub use error::NatsError;
+pub use topology::{Topology, provision};
 
 /// Connects to NATS (comma-separated URLs) with a name that shows in `nats server report`.
 pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, NatsError> {

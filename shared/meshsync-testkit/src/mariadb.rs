@@ -32,8 +32,20 @@ impl MariaDb {
         Self::start_with(&[]).await
     }
 
-    /// As [`MariaDb::start`], with extra server arguments (later ones win).
+    /// As [`MariaDb::start`], with extra server arguments (later ones win). Retried on
+    /// failure: the free port picked may be taken by a parallel test before the server binds.
     pub async fn start_with(extra: &[&str]) -> Result<MariaDb> {
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::try_start(extra).await {
+                Ok(db) => return Ok(db),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("mariadb did not start")))
+    }
+
+    async fn try_start(extra: &[&str]) -> Result<MariaDb> {
         let dir = tempfile::Builder::new()
             .prefix("meshsync-mariadb-")
             .tempdir()?;

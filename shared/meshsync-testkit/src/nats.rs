@@ -73,12 +73,8 @@ impl NatsServer {
 
     /// A single hub server: domain `hub` and a leaf-node listener (`hub.conf`).
     pub async fn start_hub() -> Result<NatsServer> {
-        let (port, leaf, cluster) = (free_port()?, free_port()?, free_port()?);
-        let env = vec![
-            ("MESH_LEAF_PORT", leaf.to_string()),
-            ("MESH_CLUSTER_PORT", cluster.to_string()),
-            ("MESH_ROUTES", format!("nats-route://127.0.0.1:{cluster}")),
-        ];
+        let (port, leaf) = (free_port()?, free_port()?);
+        let env = vec![("MESH_LEAF_PORT", leaf.to_string())];
         let s = Self::launch(
             Spec {
                 name: format!("hub-{port}"),
@@ -170,7 +166,7 @@ impl NatsServer {
     }
 }
 
-/// A 3-node hub cluster (`hub.conf` with routes), JetStream domain `hub`.
+/// A hub cluster (`hub-cluster.conf`), JetStream domain `hub`.
 pub struct NatsCluster {
     nodes: Vec<NatsServer>,
 }
@@ -195,7 +191,7 @@ impl NatsCluster {
             nodes.push(NatsServer::launch(
                 Spec {
                     name: format!("hub-{i}-{port}"),
-                    config: "hub.conf",
+                    config: "hub-cluster.conf",
                     env,
                 },
                 *port,

@@ -67,6 +67,7 @@ async fn nats_cluster_and_leaf_with_domain() {
                     ..Default::default()
                 })
                 .await
+                .map_err(|e| eprintln!("create R3 stream: {e}"))
                 .ok()?;
             Some(s.info().await.ok()?.clone())
         }
