@@ -1,1 +1,7 @@
-//! End-to-end scenarios (see `tests/`).
+//! Helpers of the end-to-end scenarios: real agent processes, a peer (database + agent), and
+//! the checker that knows every committed write.
+
+pub mod agent;
+pub mod checker;
+pub mod peer;
+pub mod workload;

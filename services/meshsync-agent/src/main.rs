@@ -1,1 +1,59 @@
-fn main() {}
+//! The meshsync binary: parses the command line, sets up logging, and hands over to the
+//! module that does the work. Exit status 0 on success, 1 on error (the error is printed).
+
+mod apply;
+mod batching;
+mod capture;
+mod metrics;
+mod peer;
+mod telemetry;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use meshsync_config::Config;
+
+/// meshsync: a peer-to-peer database replication mesh over NATS JetStream.
+#[derive(Parser, Debug)]
+#[command(name = "meshsync", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the peer agent of one database: capture its changes and apply everyone else's.
+    Run {
+        /// The peer's config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("meshsync: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run { config } => peer::run(Config::load(&config)?).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("meshsync: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

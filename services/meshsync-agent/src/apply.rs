@@ -1,0 +1,151 @@
+//! Apply: the global stream (or the site copy) -> decode and check -> one database
+//! transaction per chunk of ready messages -> ack.
+//!
+//! Bad input never stops the mesh (I10): a malformed envelope, an unknown table or column, a
+//! value the column cannot hold, or a stamp beyond the future bound (I11) is parked on the
+//! dead-letter stream with its reason, before the transaction commits, and the rest applies.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use anyhow::Result;
+use futures::StreamExt;
+use meshsync_core::{PeerId, TableName};
+use meshsync_hlc::Clock;
+use meshsync_nats::{
+    dead_letter::DeadLetters,
+    inbox::{Delivery, Inbox},
+};
+use meshsync_pg::{apply::PgSink, catalog::TableInfo, setup::Names};
+use meshsync_wire::decode;
+use tracing::{debug, info, warn};
+
+use crate::metrics::Counters;
+
+/// Most messages applied in one database transaction.
+pub const MAX_MESSAGES_PER_TXN: usize = 256;
+
+/// Everything apply needs.
+pub struct ApplyContext {
+    /// This peer.
+    pub peer: PeerId,
+    /// Database URL.
+    pub url: String,
+    /// Slot, publication and origin names.
+    pub names: Names,
+    /// Shapes of the replicated tables.
+    pub tables: HashMap<TableName, TableInfo>,
+    /// The consumer.
+    pub inbox: Inbox,
+    /// Where bad messages go.
+    pub dead_letters: DeadLetters,
+    /// The peer's clock (shared with capture).
+    pub clock: Arc<Clock>,
+    /// Counters.
+    pub counters: Arc<Counters>,
+}
+
+/// A message to park, and why.
+struct ToPark<'d> {
+    delivery: &'d Delivery,
+    reason: String,
+}
+
+/// Runs apply until the database or NATS fails (the caller restarts it).
+pub async fn run(ctx: &ApplyContext) -> Result<()> {
+    let consumer = format!("apply_{}", ctx.peer);
+    let mut sink = PgSink::connect(
+        &ctx.url,
+        &ctx.names,
+        ctx.tables.clone(),
+        ctx.peer.clone(),
+        consumer,
+    )
+    .await?;
+    let mut checkpoint = sink.checkpoint().await?;
+    info!(checkpoint, "apply started");
+    let mut messages = ctx
+        .inbox
+        .messages()
+        .await?
+        .ready_chunks(MAX_MESSAGES_PER_TXN);
+    while let Some(chunk) = messages.next().await {
+        let deliveries: Vec<Delivery> = chunk.into_iter().collect::<Result<_, _>>()?;
+        if let Err(e) = apply_chunk(ctx, &mut sink, &mut checkpoint, &deliveries).await {
+            // Hand them back at once rather than after the ack wait; apply is idempotent.
+            for d in &deliveries {
+                let _ = d.nak(Duration::from_millis(500)).await;
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Applies one chunk of ready messages in one database transaction, then acks them.
+async fn apply_chunk(
+    ctx: &ApplyContext,
+    sink: &mut PgSink,
+    checkpoint: &mut u64,
+    deliveries: &[Delivery],
+) -> Result<()> {
+    let upto = deliveries.iter().map(Delivery::sequence).max().unwrap_or(0);
+    let mut parked: Vec<ToPark<'_>> = Vec::new();
+    let mut txn = sink.begin().await?;
+    for d in deliveries {
+        if d.sequence() <= *checkpoint {
+            continue; // committed before a crash; the ack was lost (I4)
+        }
+        let batch = match decode(d.payload()) {
+            Ok(b) => b,
+            Err(e) => {
+                parked.push(ToPark {
+                    delivery: d,
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        if batch.origin != ctx.peer
+            && let Err(skew) = ctx.clock.observe(batch.hlc)
+        {
+            parked.push(ToPark {
+                delivery: d,
+                reason: skew.to_string(),
+            });
+            continue;
+        }
+        let report = txn.apply(&batch).await?;
+        ctx.counters.add_applied(report.applied, report.superseded);
+        for p in report.parked {
+            let reason = match p.row {
+                Some(i) => format!("row {i}: {}", p.reason),
+                None => p.reason,
+            };
+            parked.push(ToPark {
+                delivery: d,
+                reason,
+            });
+        }
+    }
+    // Parked copies are stored before the commit: a crash in between parks them twice,
+    // never zero times.
+    for p in &parked {
+        warn!(sequence = p.delivery.sequence(), reason = %p.reason, "change parked");
+        ctx.dead_letters.park(p.delivery, &p.reason).await?;
+    }
+    ctx.counters.add_parked(parked.len());
+    if upto > *checkpoint {
+        txn.commit(upto).await?;
+        *checkpoint = upto;
+    }
+    for d in deliveries {
+        d.ack().await?;
+    }
+    debug!(messages = deliveries.len(), upto, "applied");
+    Ok(())
+}
+
+/// Back-off between restarts of a failed task.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((200u64 << attempt.min(6)).min(10_000))
+}

@@ -1,0 +1,4 @@
+//! End-to-end scenarios: real nats-server, real PostgreSQL peers, real agent processes.
+
+mod convergence;
+mod support;

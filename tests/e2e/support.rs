@@ -1,0 +1,69 @@
+//! Starting a mesh of PostgreSQL peers for a scenario.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use meshsync_e2e::peer::Peer;
+use meshsync_testkit::{NatsServer, wait_until};
+
+/// A running mesh: one nats-server, peers with agents.
+pub struct Mesh {
+    pub nats: NatsServer,
+    pub peers: Vec<Peer>,
+    pub client: async_nats::Client,
+    pub dir: tempfile::TempDir,
+}
+
+impl Mesh {
+    /// Starts nats and `ids.len()` PostgreSQL peers with their agents, and waits until every
+    /// agent captures and applies.
+    pub async fn start(ids: &[&str]) -> Result<Mesh> {
+        let dir = tempfile::tempdir()?;
+        let nats = NatsServer::start_single().await?;
+        let mut peers = Vec::new();
+        for id in ids {
+            let mut p = Peer::start(id, &nats.client_url(), dir.path()).await?;
+            p.start_agent()?;
+            peers.push(p);
+        }
+        let client = async_nats::connect(nats.client_url()).await?;
+        let mesh = Mesh {
+            nats,
+            peers,
+            client,
+            dir,
+        };
+        for i in 0..mesh.peers.len() {
+            mesh.wait_started(i).await?;
+        }
+        Ok(mesh)
+    }
+
+    /// Waits until peer `i`'s agent logs that capture and apply run.
+    pub async fn wait_started(&self, i: usize) -> Result<()> {
+        let peer = &self.peers[i];
+        wait_until(
+            &format!("agent {} to start", peer.id),
+            Duration::from_secs(60),
+            || async {
+                let log = peer.agent.as_ref().map(|a| a.log()).unwrap_or_default();
+                (log.contains("capture started") && log.contains("apply started")).then_some(())
+            },
+        )
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}; log:\n{}",
+                peer.agent.as_ref().map(|a| a.log()).unwrap_or_default()
+            )
+        })
+    }
+
+    /// Durable consumer names of all peers.
+    pub fn consumers(&self) -> Vec<String> {
+        self.peers
+            .iter()
+            .map(|p| format!("apply_{}", p.id))
+            .collect()
+    }
+}

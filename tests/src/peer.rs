@@ -1,0 +1,73 @@
+//! A peer of a test mesh: a real PostgreSQL, a database with the replicated table, a config
+//! file, and its agent process.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use meshsync_testkit::Postgres;
+use sqlx::{PgConnection, Row};
+
+use crate::agent::Agent;
+
+/// The replicated table of the scenarios.
+pub const TABLE_DDL: &str =
+    "CREATE TABLE public.items (id int PRIMARY KEY, v text NOT NULL, n int8, doc jsonb)";
+
+/// One peer.
+pub struct Peer {
+    /// Peer id.
+    pub id: String,
+    /// Its PostgreSQL.
+    pub pg: Postgres,
+    /// Its agent, once started.
+    pub agent: Option<Agent>,
+    /// Its config file.
+    pub config: PathBuf,
+}
+
+impl Peer {
+    /// Starts PostgreSQL, creates database `app` with the table, writes the config.
+    pub async fn start(id: &str, nats_url: &str, dir: &std::path::Path) -> Result<Peer> {
+        let pg = Postgres::start().await?;
+        pg.create_database("app").await?;
+        let mut c = pg.connect("app").await?;
+        sqlx::raw_sql(TABLE_DDL).execute(&mut c).await?;
+        let config = dir.join(format!("peer-{id}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[peer]\nid = \"{id}\"\n[nats]\nurl = \"{nats_url}\"\n[database]\nengine = \"postgres\"\nurl = \"{}\"\ntables = [\"public.items\"]\n",
+                pg.url("app")
+            ),
+        )?;
+        Ok(Peer {
+            id: id.to_owned(),
+            pg,
+            agent: None,
+            config,
+        })
+    }
+
+    /// Starts the agent.
+    pub fn start_agent(&mut self) -> Result<()> {
+        self.agent = Some(Agent::start(&self.config)?);
+        Ok(())
+    }
+
+    /// A connection to the peer's database.
+    pub async fn connect(&self) -> Result<PgConnection> {
+        self.pg.connect("app").await
+    }
+
+    /// The table's rows, ordered by key: (id, v, n).
+    pub async fn rows(&self) -> Result<Vec<(i32, String, Option<i64>)>> {
+        let mut c = self.connect().await?;
+        let rows = sqlx::query("SELECT id, v, n FROM public.items ORDER BY id")
+            .fetch_all(&mut c)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+}

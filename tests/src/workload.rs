@@ -1,0 +1,102 @@
+//! A concurrent workload of inserts, updates and deletes on overlapping keys, recording every
+//! write that committed.
+
+use anyhow::Result;
+use sqlx::PgConnection;
+
+use crate::checker::Write;
+
+/// A small seeded generator (xorshift64*), so a failing run can be replayed by its seed.
+pub struct Rng(u64);
+
+impl Rng {
+    /// From a seed (zero is replaced).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    /// Next number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
+
+/// Runs `ops` random writes on keys `1..=keys` from `peer`, some in multi-statement
+/// transactions; returns the writes that committed.
+pub async fn run(
+    conn: &mut PgConnection,
+    peer: &str,
+    seed: u64,
+    ops: usize,
+    keys: u64,
+) -> Result<Vec<Write>> {
+    let mut rng = Rng::new(seed);
+    let mut done = Vec::new();
+    let mut seq = 0usize;
+    while seq < ops {
+        match one_txn(conn, peer, &mut rng, &mut seq, keys).await {
+            Ok(writes) => done.extend(writes),
+            // Apply holds row locks too; like any application, retry a deadlock victim.
+            Err(sqlx::Error::Database(e))
+                if e.code().is_some_and(|c| c == "40P01" || c == "40001") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(done)
+}
+
+async fn one_txn(
+    conn: &mut PgConnection,
+    peer: &str,
+    rng: &mut Rng,
+    seq: &mut usize,
+    keys: u64,
+) -> Result<Vec<Write>, sqlx::Error> {
+    {
+        let in_txn = 1 + rng.below(3) as usize;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut pending = Vec::new();
+        for _ in 0..in_txn {
+            *seq += 1;
+            let id = 1 + rng.below(keys) as i32;
+            let v = format!("{peer}-{seq}");
+            let (op, affected) = match rng.below(10) {
+                0..=3 => (
+                    "insert",
+                    sqlx::query("INSERT INTO public.items (id, v, n, doc) VALUES ($1, $2, 0, '{\"k\": [1, 2]}') ON CONFLICT (id) DO NOTHING")
+                        .bind(id)
+                        .bind(&v)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected(),
+                ),
+                4..=7 => (
+                    "update",
+                    sqlx::query("UPDATE public.items SET v = $2, n = n + 1 WHERE id = $1")
+                        .bind(id)
+                        .bind(&v)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected(),
+                ),
+                _ => (
+                    "delete",
+                    sqlx::query("DELETE FROM public.items WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected(),
+                ),
+            };
+            if affected == 1 {
+                pending.push(Write {
+                    peer: peer.to_owned(),
+                    id,
+                    op,
+                    v: (op != "delete").then_some(v),
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(pending)
+    }
+}
