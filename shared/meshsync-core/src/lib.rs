@@ -9,6 +9,7 @@
 mod acked;
 mod batch;
 mod change;
+pub mod digest;
 mod ident;
 mod value;
 mod version;

@@ -53,6 +53,9 @@ pub enum PgError {
     /// A URL meshsync cannot use.
     #[error("database.url: {0}")]
     Url(String),
+    /// A table meshsync cannot digest for `verify`; names table and column, never a value.
+    #[error("verify: {0}")]
+    Verify(String),
 }
 
 impl PgError {

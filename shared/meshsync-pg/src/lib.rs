@@ -12,5 +12,6 @@ pub mod apply;
 pub mod catalog;
 pub mod error;
 pub mod setup;
+pub mod verify;
 
 pub use error::PgError;

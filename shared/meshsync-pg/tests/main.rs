@@ -7,3 +7,4 @@
 mod decode_fixtures;
 mod props;
 mod support;
+mod verify;
