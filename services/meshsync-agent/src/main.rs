@@ -4,9 +4,11 @@
 mod apply;
 mod batching;
 mod capture;
+mod demo;
 mod metrics;
 mod peer;
 mod telemetry;
+mod verify;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -29,6 +31,15 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Start a local mesh (nats-server + three PostgreSQL peers), write conflicting changes
+    /// on all peers, show them arriving, and verify that the peers end identical.
+    Demo,
+    /// Compare the replicated tables across peers; exit status 0 only if all are identical.
+    Verify {
+        /// Config files of the peers to compare (two or more).
+        #[arg(long = "config", required = true)]
+        configs: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,11 +57,14 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config } => peer::run(Config::load(&config)?).await,
+            Command::Run { config } => peer::run(Config::load(&config)?).await.map(|()| true),
+            Command::Verify { configs } => verify::run(&configs).await,
+            Command::Demo => demo::run().await,
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("meshsync: {e:#}");
             ExitCode::FAILURE

@@ -40,7 +40,10 @@ pub struct Clock {
 
 impl std::fmt::Debug for Clock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Clock").field("node", &self.node).field("max_drift", &self.max_drift).finish()
+        f.debug_struct("Clock")
+            .field("node", &self.node)
+            .field("max_drift", &self.max_drift)
+            .finish()
     }
 }
 
@@ -62,7 +65,12 @@ impl Clock {
             .with_max_delta(max_drift)
             .with_clock(physical)
             .build();
-        Clock { inner, node, max_drift, physical }
+        Clock {
+            inner,
+            node,
+            max_drift,
+            physical,
+        }
     }
 
     /// This clock's node id.
@@ -104,12 +112,16 @@ impl Clock {
         let ts = Timestamp::new(NTP64(remote.time), id);
         // uhlc checks the same bound against the same physical clock; a stamp that passed
         // `check` a moment ago can only be nearer now.
-        self.inner.update_with_timestamp(&ts).map_err(|_| ClockSkew {
-            remote,
-            node: remote.node,
-            ahead: remote.physical().saturating_sub((self.physical)().to_duration()),
-            bound: self.max_drift,
-        })
+        self.inner
+            .update_with_timestamp(&ts)
+            .map_err(|_| ClockSkew {
+                remote,
+                node: remote.node,
+                ahead: remote
+                    .physical()
+                    .saturating_sub((self.physical)().to_duration()),
+                bound: self.max_drift,
+            })
     }
 }
 
@@ -143,7 +155,10 @@ mod tests {
         let remote = Hlc::from_unix(frozen().to_duration() + Duration::from_millis(300), node(2));
         clock.observe(remote).unwrap();
         let local = clock.now();
-        assert!(local > remote, "local {local} must follow observed {remote}");
+        assert!(
+            local > remote,
+            "local {local} must follow observed {remote}"
+        );
         // A stamp from the past is accepted and changes nothing about monotonicity.
         let old = Hlc::from_unix(Duration::from_secs(1_000), node(3));
         clock.observe(old).unwrap();
@@ -161,7 +176,10 @@ mod tests {
         assert!(err.ahead >= Duration::from_millis(1_999));
         let after = clock.now();
         assert!(after > before);
-        assert!(after < future, "the rejected stamp dragged the clock to {after}");
+        assert!(
+            after < future,
+            "the rejected stamp dragged the clock to {after}"
+        );
         assert!(after.physical() < frozen().to_duration() + Duration::from_millis(1));
     }
 

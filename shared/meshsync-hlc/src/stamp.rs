@@ -54,13 +54,19 @@ impl Hlc {
 
     /// A stamp from NTP64 time and node.
     pub fn new(time: u64, node: NodeId) -> Self {
-        Hlc { time, node: node.get() }
+        Hlc {
+            time,
+            node: node.get(),
+        }
     }
 
     /// A stamp whose physical part is `since_epoch` (counter zero).
     pub fn from_unix(since_epoch: Duration, node: NodeId) -> Self {
         let ntp = uhlc::NTP64::from(since_epoch).as_u64() & !COUNTER_MASK;
-        Hlc { time: ntp, node: node.get() }
+        Hlc {
+            time: ntp,
+            node: node.get(),
+        }
     }
 
     /// Physical part as a duration since the Unix epoch (counter bits ignored).
@@ -75,15 +81,28 @@ impl Hlc {
 
     /// The next stamp after this one for the same node: one tick later.
     pub fn successor(&self) -> Hlc {
-        Hlc { time: self.time.saturating_add(1), node: self.node }
+        Hlc {
+            time: self.time.saturating_add(1),
+            node: self.node,
+        }
     }
 
     /// RFC 3339 time (nanoseconds, UTC) and counter: `2026-11-26T17:21:39.102608908Z/3`.
     /// This is the `Mesh-Hlc` header, readable with the NATS CLI.
     pub fn to_header(&self) -> String {
-        let d = self.physical();
+        // NTP fractions do not map exactly onto decimal nanoseconds; show whole microseconds
+        // when the stamp is within a nanosecond of one (commit times are microseconds).
+        let exact = self.physical();
+        let micros = Duration::from_micros(((exact.as_nanos() + 500) / 1000) as u64);
+        let d = if micros.abs_diff(exact) <= Duration::from_nanos(1) {
+            micros
+        } else {
+            exact
+        };
         let ts = OffsetDateTime::UNIX_EPOCH + d;
-        let text = ts.format(&Rfc3339).unwrap_or_else(|_| format!("{}s", d.as_secs()));
+        let text = ts
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| format!("{}s", d.as_secs()));
         format!("{text}/{}", self.counter())
     }
 }
@@ -109,7 +128,10 @@ impl FromStr for Hlc {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || HlcParseError { text: s.to_owned() };
         let (t, n) = s.split_once('.').ok_or_else(err)?;
-        Ok(Hlc { time: t.parse().map_err(|_| err())?, node: n.parse().map_err(|_| err())? })
+        Ok(Hlc {
+            time: t.parse().map_err(|_| err())?,
+            node: n.parse().map_err(|_| err())?,
+        })
     }
 }
 
@@ -120,13 +142,19 @@ mod tests {
     #[test]
     fn header_shows_utc_time_and_counter() {
         let h = Hlc::from_unix(Duration::from_secs(1_800_000_000), NodeId::new(7));
-        let h = Hlc { time: h.time + 3, ..h };
+        let h = Hlc {
+            time: h.time + 3,
+            ..h
+        };
         assert_eq!(h.to_header(), "2027-01-15T08:00:00Z/3");
     }
 
     #[test]
     fn display_round_trips() {
-        let h = Hlc { time: 123_456_789, node: 42 };
+        let h = Hlc {
+            time: 123_456_789,
+            node: 42,
+        };
         assert_eq!(h.to_string().parse::<Hlc>(), Ok(h));
         assert!("12".parse::<Hlc>().is_err());
     }
