@@ -1,9 +1,16 @@
-//! Real servers for meshsync's tests and demo, as child processes in temporary folders on free
-//! ports: `nats-server` (single, hub cluster, leaf with a JetStream domain), PostgreSQL and
-//! MariaDB. Each handle can stop, `kill -9` and restart on the same port and data; dropping it
-//! kills the process and deletes the folder. No mocks: these are the real binaries.
+//! Real servers for meshsync's tests and demo, as child processes: `nats-server` (single,
+//! hub, 3-node hub cluster, leaf node with its own JetStream domain), PostgreSQL and MariaDB.
+//! No mocks: meshsync's guarantees are about what real servers do on a crash.
+//!
+//! Each server runs in its own temporary folder on free ports on 127.0.0.1, logging to a file
+//! in that folder that every start failure quotes. Each handle can `stop()` (graceful),
+//! `kill9()` (SIGKILL, a crash) and `start()`/`restart()` again on the same port and data;
+//! dropping it kills the process (and anything it forked) and deletes the folder.
+//!
+//! Waits poll a real readiness check (`/healthz`, a `SELECT 1`) with a deadline and name what
+//! they waited for; [`wait_until`] does the same for tests.
 
-mod binaries;
+pub mod binaries;
 mod mariadb;
 mod nats;
 mod postgres;
@@ -12,7 +19,6 @@ mod wait;
 
 pub use binaries::workspace_root;
 pub use mariadb::MariaDb;
-pub use nats::{NatsCluster, NatsServer};
+pub use nats::{LeafRemotes, NatsCluster, NatsServer};
 pub use postgres::Postgres;
-pub use process::Server;
-pub use wait::{free_port, wait_until};
+pub use wait::{Check, free_port, free_ports, wait_until};

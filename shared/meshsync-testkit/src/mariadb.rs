@@ -1,7 +1,8 @@
-//! MariaDB (Debian's 10.11) with a ROW-format binlog, as a child process.
+//! MariaDB with a ROW-format, full-image binlog (what meshsync's capture needs), as a child
+//! process.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
     time::Duration,
@@ -13,120 +14,118 @@ use tempfile::TempDir;
 
 use crate::{
     binaries,
-    process::Server,
-    wait::{free_port, wait_until},
+    process::{Server, is_root},
+    wait::{free_port, retry_on_port_race},
 };
 
-static SERVER_IDS: AtomicU32 = AtomicU32::new(100);
+/// Crash recovery after a kill -9 is included in this.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// One MariaDB server; `root` without password on 127.0.0.1.
+/// Instances started by this process; with the process id it makes each `server-id` unique
+/// (replication between two instances needs distinct ids).
+static INSTANCES: AtomicU32 = AtomicU32::new(0);
+
+/// One MariaDB server: `root` without password over TCP on 127.0.0.1.
 pub struct MariaDb {
+    // Declared before `dir`: the process dies before its folder is deleted.
     server: Server,
     port: u16,
-    _dir: TempDir,
+    server_id: u32,
+    dir: TempDir,
 }
 
 impl MariaDb {
-    /// Installs a data directory and starts with the binlog settings meshsync needs.
+    /// Installs a data directory and starts with the binlog settings meshsync needs
+    /// (`ROW`, `FULL` row image, `FULL` row metadata).
     pub async fn start() -> Result<MariaDb> {
         Self::start_with(&[]).await
     }
 
-    /// As [`MariaDb::start`], with extra server arguments (later ones win). Retried on
-    /// failure: the free port picked may be taken by a parallel test before the server binds.
+    /// As [`MariaDb::start`], with extra `mariadbd` arguments after the defaults (the later
+    /// setting wins, e.g. `--binlog-format=STATEMENT` for a test of a misconfigured server).
     pub async fn start_with(extra: &[&str]) -> Result<MariaDb> {
-        let mut last = None;
-        for _ in 0..3 {
-            match Self::try_start(extra).await {
-                Ok(db) => return Ok(db),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("mariadb did not start")))
-    }
-
-    async fn try_start(extra: &[&str]) -> Result<MariaDb> {
+        let root = is_root();
         let dir = tempfile::Builder::new()
             .prefix("meshsync-mariadb-")
-            .tempdir()?;
+            .tempdir()
+            .context("create a temporary folder for MariaDB")?;
         let data: PathBuf = dir.path().join("data");
-        let out = Command::new(binaries::mariadb("mariadb-install-db")?)
+        let mut install = Command::new(binaries::mariadb("mariadb-install-db")?);
+        install
+            .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
-            .args([
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                "--user=root",
-            ])
-            .output()
-            .context("run mariadb-install-db")?;
+            // root@localhost (and @127.0.0.1) without password instead of unix_socket auth.
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+        if root {
+            install.arg("--user=root");
+        }
+        let out = install.output().context("run mariadb-install-db")?;
         if !out.status.success() {
             bail!(
-                "mariadb-install-db failed: {}{}",
+                "mariadb-install-db failed ({}): {}{}",
+                out.status,
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let port = free_port()?;
-        let id = SERVER_IDS.fetch_add(1, Ordering::Relaxed) + std::process::id() % 1000 * 1000;
+        let n = INSTANCES.fetch_add(1, Ordering::Relaxed);
+        let server_id = 1 + (std::process::id() % 1_000_000) * 1000 + n % 1000;
         let bin = binaries::mariadb("mariadbd")?;
         let base = dir.path().to_owned();
+        let log = base.join("mariadb.log");
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
-        let launcher = Box::new(move || {
-            let mut c = Command::new(&bin);
-            c.arg("--no-defaults")
-                .arg(format!("--datadir={}", data.display()))
-                .arg(format!("--port={port}"))
-                .arg("--bind-address=127.0.0.1")
-                .arg(format!("--socket={}", base.join("sock").display()))
-                .arg(format!("--pid-file={}", base.join("pid").display()))
-                .arg(format!("--log-bin={}", base.join("binlog").display()))
-                .arg(format!("--server-id={id}"))
-                .args([
-                    "--binlog-format=ROW",
-                    "--binlog-row-image=FULL",
-                    "--binlog-row-metadata=FULL",
-                ])
-                .args([
-                    "--innodb-buffer-pool-size=64M",
-                    "--user=root",
-                    "--skip-name-resolve",
-                ])
-                .args(&extra);
-            c
-        });
-        let server = Server::spawn("mariadbd", &dir.path().join("mariadb.log"), launcher)?;
-        let mut db = MariaDb {
-            server,
-            port,
-            _dir: dir,
-        };
-        db.wait_ready().await?;
-        Ok(db)
-    }
-
-    async fn wait_ready(&mut self) -> Result<()> {
-        let url = self.url("mysql");
-        let r = wait_until(
-            "mariadb to answer SELECT 1",
-            Duration::from_secs(60),
-            || {
-                let url = url.clone();
-                async move {
-                    let mut c = MySqlConnection::connect(&url).await.ok()?;
-                    sqlx::query("SELECT 1")
-                        .execute(&mut c)
-                        .await
-                        .ok()
-                        .map(|_| ())
+        let mut dir = Some(dir);
+        retry_on_port_race(async || {
+            let port = free_port()?;
+            let (bin, base, data, log, extra) = (
+                bin.clone(),
+                base.clone(),
+                data.clone(),
+                log.clone(),
+                extra.clone(),
+            );
+            let log_file = log.clone();
+            let launcher = Box::new(move || {
+                let mut c = Command::new(&bin);
+                c.arg("--no-defaults")
+                    .arg(format!("--datadir={}", data.display()))
+                    .arg(format!("--port={port}"))
+                    .arg("--bind-address=127.0.0.1")
+                    .arg(format!("--socket={}", base.join("sock").display()))
+                    .arg(format!(
+                        "--pid-file={}",
+                        base.join("mariadbd.pid").display()
+                    ))
+                    .arg(format!("--log-bin={}", base.join("binlog").display()))
+                    .arg(format!("--server-id={server_id}"))
+                    .arg(format!("--log-error={}", log.display()))
+                    .args([
+                        "--binlog-format=ROW",
+                        "--binlog-row-image=FULL",
+                        "--binlog-row-metadata=FULL",
+                        // Small and quick to start; durability settings stay the defaults.
+                        "--innodb-buffer-pool-size=64M",
+                        "--skip-name-resolve",
+                    ]);
+                if root {
+                    c.arg("--user=root");
                 }
-            },
-        )
-        .await;
-        if r.is_err() {
-            self.server.check_alive()?;
-            bail!("mariadb did not come up; log:\n{}", self.server.log_tail());
-        }
-        Ok(())
+                c.args(&extra);
+                c
+            });
+            // The error log and the process output share one file.
+            let mut server = Server::new("mariadbd", &log_file, "TERM", launcher);
+            server.start()?;
+            wait_ready(&mut server, port).await?;
+            let dir = dir.take().context("MariaDB folder already used")?;
+            Ok(MariaDb {
+                server,
+                port,
+                server_id,
+                dir,
+            })
+        })
+        .await
     }
 
     /// `mysql://root@127.0.0.1:PORT/db`.
@@ -134,33 +133,82 @@ impl MariaDb {
         format!("mysql://root@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// Creates a database.
+    /// The port (the same after every restart).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// This instance's `server_id` (unique per instance).
+    pub fn server_id(&self) -> u32 {
+        self.server_id
+    }
+
+    /// Creates database `name` (tests keep their data apart in one server).
     pub async fn create_database(&self, name: &str) -> Result<()> {
-        let mut c = MySqlConnection::connect(&self.url("mysql")).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
+        let mut c = self.connect("mysql").await?;
+        let sql = format!("CREATE DATABASE `{}`", name.replace('`', "``"));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .execute(&mut c)
-            .await?;
+            .await
+            .with_context(|| format!("create database {name}"))?;
         Ok(())
     }
 
     /// A new connection to `db`.
     pub async fn connect(&self, db: &str) -> Result<MySqlConnection> {
-        Ok(MySqlConnection::connect(&self.url(db)).await?)
+        MySqlConnection::connect(&self.url(db))
+            .await
+            .with_context(|| format!("connect to {}", self.url(db)))
     }
 
-    /// Graceful shutdown.
+    /// The server's temporary folder (data, binlog, socket, log), deleted on drop.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The server's log file (its error log).
+    pub fn log_path(&self) -> &Path {
+        self.server.log_path()
+    }
+
+    /// The process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.pid()
+    }
+
+    /// Graceful shutdown (SIGTERM).
     pub fn stop(&mut self) -> Result<()> {
         self.server.stop()
     }
 
-    /// SIGKILL: a crash; InnoDB recovers on restart.
+    /// SIGKILL, a crash: InnoDB and the binlog recover on the next start.
     pub fn kill9(&mut self) -> Result<()> {
         self.server.kill9()
     }
 
-    /// Starts again on the same port and data.
+    /// Starts the server again on the same port(s) and data after [`MariaDb::stop`] or
+    /// [`MariaDb::kill9`] (stopping it gracefully first if it runs), and waits until it is
+    /// ready: clients reconnect to the same address.
     pub async fn restart(&mut self) -> Result<()> {
+        self.stop()?;
         self.server.start()?;
-        self.wait_ready().await
+        wait_ready(&mut self.server, self.port).await
     }
+}
+
+/// Ready: `root` connects over TCP and `SELECT 1` answers.
+async fn wait_ready(server: &mut Server, port: u16) -> Result<()> {
+    let url = format!("mysql://root@127.0.0.1:{port}/mysql");
+    let what = format!("MariaDB on port {port} to answer SELECT 1 as root over TCP");
+    server
+        .wait_ready(&what, READY_TIMEOUT, || {
+            let url = url.clone();
+            async move {
+                let mut c = MySqlConnection::connect(&url).await?;
+                sqlx::query("SELECT 1").execute(&mut c).await?;
+                c.close().await?;
+                Ok(())
+            }
+        })
+        .await
 }

@@ -1,6 +1,11 @@
-//! PostgreSQL (Debian's, 15 or later) with `wal_level = logical`, as a child process.
+//! PostgreSQL with logical WAL (what meshsync's capture needs), as a child process.
 
-use std::{os::unix::process::CommandExt, path::PathBuf, process::Command, time::Duration};
+use std::{
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 use anyhow::{Context, Result, bail};
 use sqlx::{Connection, PgConnection};
@@ -8,44 +13,56 @@ use tempfile::TempDir;
 
 use crate::{
     binaries,
-    process::Server,
-    wait::{free_port, wait_until},
+    process::{Server, is_root},
+    wait::{free_port, retry_on_port_race},
 };
 
-/// One PostgreSQL server; superuser `postgres`, trust authentication on 127.0.0.1.
+/// Crash recovery after a kill -9 is included in this.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One PostgreSQL server: superuser `postgres`, trust authentication on 127.0.0.1.
 pub struct Postgres {
+    // Declared before `dir`: the process dies before its folder is deleted.
     server: Server,
     port: u16,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
-/// PostgreSQL refuses to run as root: run it as the `postgres` system user then.
-fn run_as() -> Option<(u32, u32)> {
-    let root = Command::new("id").arg("-u").output().ok()?.stdout == b"0\n";
-    if !root {
-        return None;
-    }
-    let id = |flag: &str| -> Option<u32> {
-        let out = Command::new("id").arg(flag).arg("postgres").output().ok()?;
-        String::from_utf8(out.stdout).ok()?.trim().parse().ok()
-    };
-    Some((id("-u")?, id("-g")?))
+/// `(uid, gid)` of the `postgres` system user: PostgreSQL refuses to run as root.
+fn postgres_user() -> Result<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").context("read /etc/passwd")?;
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&"postgres"))
+        .and_then(|f| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))
+        .context("running as root, and there is no `postgres` user to run PostgreSQL as (PostgreSQL refuses root); run scripts/setup")
 }
 
 impl Postgres {
-    /// initdb + start with logical WAL on a free port.
+    /// initdb, then the server on a free port with `wal_level=logical`; ready once
+    /// `SELECT 1` answers.
     pub async fn start() -> Result<Postgres> {
-        let dir = tempfile::Builder::new().prefix("meshsync-pg-").tempdir()?;
-        let bin = binaries::pg_bin()?;
-        let user = run_as();
-        let data: PathBuf = dir.path().join("data");
+        let user = if is_root() {
+            Some(postgres_user()?)
+        } else {
+            None
+        };
+        // Under /tmp, not $TMPDIR: the postgres user must be able to reach it.
+        let dir = tempfile::Builder::new()
+            .prefix("meshsync-pg-")
+            .tempdir_in(if user.is_some() {
+                PathBuf::from("/tmp")
+            } else {
+                std::env::temp_dir()
+            })
+            .context("create a temporary folder for PostgreSQL")?;
         if let Some((uid, gid)) = user {
-            std::process::Command::new("chown")
-                .arg("-R")
-                .arg(format!("{uid}:{gid}"))
-                .arg(dir.path())
-                .status()?;
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .with_context(|| format!("chown {} to the postgres user", dir.path().display()))?;
         }
+        let bin = binaries::pg_bin()?;
+        let data: PathBuf = dir.path().join("data");
         let mut init = Command::new(bin.join("initdb"));
         init.args([
             "-U",
@@ -54,6 +71,7 @@ impl Postgres {
             "-E",
             "UTF8",
             "--locale=C",
+            "--no-sync",
             "-D",
         ])
         .arg(&data);
@@ -62,69 +80,52 @@ impl Postgres {
         }
         let out = init.output().context("run initdb")?;
         if !out.status.success() {
-            bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "initdb failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        let port = free_port()?;
-        let sock = dir.path().to_owned();
-        let launcher = Box::new(move || {
-            let mut c = Command::new(bin.join("postgres"));
-            c.arg("-D")
-                .arg(&data)
-                .arg("-p")
-                .arg(port.to_string())
-                .arg("-k")
-                .arg(&sock);
-            for setting in [
-                "listen_addresses=127.0.0.1",
-                "wal_level=logical",
-                "max_replication_slots=20",
-                "max_wal_senders=20",
-                "max_connections=200",
-                "fsync=on",
-                "shared_buffers=64MB",
-                "DateStyle=ISO, MDY",
-                "TimeZone=UTC",
-            ] {
-                c.arg("-c").arg(setting);
-            }
-            if let Some((uid, gid)) = user {
-                c.uid(uid).gid(gid);
-            }
-            c
-        });
-        let server = Server::spawn("postgres", &dir.path().join("postgres.log"), launcher)?;
-        let mut pg = Postgres {
-            server,
-            port,
-            _dir: dir,
-        };
-        pg.wait_ready().await?;
-        Ok(pg)
-    }
-
-    async fn wait_ready(&mut self) -> Result<()> {
-        let url = self.url("postgres");
-        let r = wait_until(
-            "postgres to answer SELECT 1",
-            Duration::from_secs(60),
-            || {
-                let url = url.clone();
-                async move {
-                    let mut c = PgConnection::connect(&url).await.ok()?;
-                    sqlx::query("SELECT 1")
-                        .execute(&mut c)
-                        .await
-                        .ok()
-                        .map(|_| ())
+        let log = dir.path().join("postgres.log");
+        let sockets = dir.path().to_owned();
+        let mut dir = Some(dir);
+        retry_on_port_race(async || {
+            let port = free_port()?;
+            let (bin, data, sockets) = (bin.clone(), data.clone(), sockets.clone());
+            let launcher = Box::new(move || {
+                let mut c = Command::new(bin.join("postgres"));
+                c.arg("-D")
+                    .arg(&data)
+                    .arg("-p")
+                    .arg(port.to_string())
+                    .arg("-k")
+                    .arg(&sockets);
+                for setting in [
+                    "listen_addresses=127.0.0.1",
+                    "wal_level=logical",
+                    "max_replication_slots=20",
+                    "max_wal_senders=20",
+                    "max_connections=200",
+                    "fsync=on",
+                    "shared_buffers=64MB",
+                    "TimeZone=UTC",
+                ] {
+                    c.arg("-c").arg(setting);
                 }
-            },
-        )
-        .await;
-        if r.is_err() {
-            self.server.check_alive()?;
-            bail!("postgres did not come up; log:\n{}", self.server.log_tail());
-        }
-        Ok(())
+                if let Some((uid, gid)) = user {
+                    c.uid(uid).gid(gid);
+                }
+                c
+            });
+            // SIGINT is PostgreSQL's fast shutdown (SIGTERM waits for clients to leave).
+            let mut server = Server::new("postgres", &log, "INT", launcher);
+            server.start()?;
+            wait_ready(&mut server, port).await?;
+            let dir = dir.take().context("PostgreSQL folder already used")?;
+            Ok(Postgres { server, port, dir })
+        })
+        .await
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/db`.
@@ -132,49 +133,78 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// The port.
+    /// The port (the same after every restart).
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Creates a database.
+    /// Creates database `name` (tests keep their data apart in one server).
     pub async fn create_database(&self, name: &str) -> Result<()> {
-        let mut c = PgConnection::connect(&self.url("postgres")).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        let mut c = self.connect("postgres").await?;
+        let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .execute(&mut c)
-            .await?;
+            .await
+            .with_context(|| format!("create database {name}"))?;
         Ok(())
     }
 
     /// A new connection to `db`.
     pub async fn connect(&self, db: &str) -> Result<PgConnection> {
-        Ok(PgConnection::connect(&self.url(db)).await?)
+        PgConnection::connect(&self.url(db))
+            .await
+            .with_context(|| format!("connect to {}", self.url(db)))
     }
 
-    /// Graceful (smart) shutdown.
+    /// The server's temporary folder (data, socket, log), deleted on drop.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The server's log file.
+    pub fn log_path(&self) -> &Path {
+        self.server.log_path()
+    }
+
+    /// The postmaster's process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.pid()
+    }
+
+    /// Graceful fast shutdown (SIGINT): sessions are ended, a checkpoint is written.
     pub fn stop(&mut self) -> Result<()> {
         self.server.stop()
     }
 
-    /// SIGKILL of the postmaster: a crash; recovery runs on restart.
+    /// SIGKILL of the postmaster and all its backends, a crash: WAL recovery runs on the
+    /// next start. Returns once every process is gone, so a restart can follow at once.
     pub fn kill9(&mut self) -> Result<()> {
-        self.server.kill9()?;
-        // Orphaned backends die when they notice the postmaster is gone; wait for the port.
-        std::thread::sleep(Duration::from_millis(200));
-        Ok(())
+        self.server.kill9()
     }
 
-    /// Starts again on the same port and data.
+    /// Starts the server again on the same port(s) and data after [`Postgres::stop`] or
+    /// [`Postgres::kill9`] (stopping it gracefully first if it runs), and waits until it is
+    /// ready: clients reconnect to the same address.
     pub async fn restart(&mut self) -> Result<()> {
-        // After a kill -9, old backends may hold shared memory for a moment; retry the start.
-        for _ in 0..50 {
-            self.server.start()?;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            if self.server.exited().is_none() {
-                break;
-            }
-            self.server.kill9()?;
-        }
-        self.wait_ready().await
+        self.stop()?;
+        self.server.start()?;
+        wait_ready(&mut self.server, self.port).await
     }
+}
+
+/// Ready: a real connection answers `SELECT 1`.
+async fn wait_ready(server: &mut Server, port: u16) -> Result<()> {
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let what = format!("PostgreSQL on port {port} to answer SELECT 1");
+    server
+        .wait_ready(&what, READY_TIMEOUT, || {
+            let url = url.clone();
+            async move {
+                let mut c = PgConnection::connect(&url).await?;
+                sqlx::query("SELECT 1").execute(&mut c).await?;
+                c.close().await?;
+                Ok(())
+            }
+        })
+        .await
 }

@@ -1,4 +1,5 @@
-//! The harness itself: every server starts, answers, and survives kill -9 with its data.
+//! The harness itself: every server starts, answers, survives kill -9 with its data, and
+//! leaves nothing behind when dropped.
 
 use std::time::Duration;
 
@@ -6,11 +7,15 @@ use async_nats::jetstream::{self, stream};
 use meshsync_testkit::{MariaDb, NatsCluster, NatsServer, Postgres, wait_until};
 use sqlx::Row;
 
+const WAIT: Duration = Duration::from_secs(30);
+
 #[tokio::test]
 async fn nats_single_keeps_its_stream_across_kill9() {
     let mut nats = NatsServer::start_single().await.unwrap();
+    let port = nats.port();
     let client = async_nats::connect(nats.client_url()).await.unwrap();
     let js = jetstream::new(client);
+    js.query_account().await.expect("JetStream is enabled");
     js.create_stream(stream::Config {
         name: "T".into(),
         subjects: vec!["t".into()],
@@ -25,9 +30,10 @@ async fn nats_single_keeps_its_stream_across_kill9() {
         .unwrap();
     nats.kill9().unwrap();
     nats.restart().await.unwrap();
+    assert_eq!(nats.port(), port, "same port after a restart");
     let client = async_nats::connect(nats.client_url()).await.unwrap();
     let js = jetstream::new(client);
-    let count = wait_until("stream after restart", Duration::from_secs(20), || {
+    let count = wait_until("stream T after restart", WAIT, || {
         let js = js.clone();
         async move {
             Some(
@@ -48,15 +54,29 @@ async fn nats_single_keeps_its_stream_across_kill9() {
 }
 
 #[tokio::test]
+async fn dropping_a_server_kills_it_and_deletes_its_folder() {
+    let nats = NatsServer::start_single().await.unwrap();
+    let pid = nats.pid().unwrap();
+    let dir = nats.dir().to_owned();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    drop(nats);
+    // Reaped by the drop, so not even a zombie is left.
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert!(!dir.exists());
+}
+
+#[tokio::test]
 async fn nats_cluster_and_leaf_with_domain() {
     let hub = NatsCluster::start(3).await.unwrap();
-    let leaf = NatsServer::start_leaf(&hub.leaf_urls()[0], "site-x")
+    assert_eq!(hub.urls().len(), 3);
+    let leaf = NatsServer::start_leaf(&hub.leaf_urls(), "site-x")
         .await
         .unwrap();
+    leaf.wait_leaf_connected(WAIT).await.unwrap();
     let client = async_nats::connect(leaf.client_url()).await.unwrap();
     // An R3 stream in the hub domain, created through the leaf.
     let hub_js = jetstream::with_domain(client.clone(), "hub");
-    let info = wait_until("an R3 stream on the hub", Duration::from_secs(30), || {
+    let info = wait_until("an R3 stream on the hub", WAIT, || {
         let js = hub_js.clone();
         async move {
             let mut s = js
@@ -66,10 +86,8 @@ async fn nats_cluster_and_leaf_with_domain() {
                     num_replicas: 3,
                     ..Default::default()
                 })
-                .await
-                .map_err(|e| eprintln!("create R3 stream: {e}"))
-                .ok()?;
-            Some(s.info().await.ok()?.clone())
+                .await?;
+            Ok::<_, anyhow::Error>(s.info().await?.clone())
         }
     })
     .await
@@ -79,7 +97,7 @@ async fn nats_cluster_and_leaf_with_domain() {
         info.cluster.and_then(|c| c.name).as_deref(),
         Some("mesh-hub")
     );
-    // A stream in the leaf's own domain.
+    // A stream in the leaf's own domain, seen from the hub through that domain.
     let site = jetstream::new(client);
     site.create_stream(stream::Config {
         name: "L".into(),
@@ -90,12 +108,21 @@ async fn nats_cluster_and_leaf_with_domain() {
     .unwrap();
     let ack = site.publish("l", "x".into()).await.unwrap().await.unwrap();
     assert_eq!(ack.domain, "site-x");
+    let from_hub = jetstream::with_domain(async_nats::connect(hub.urls()).await.unwrap(), "site-x");
+    let messages = wait_until("stream L through domain site-x from the hub", WAIT, || {
+        let js = from_hub.clone();
+        async move { Ok::<_, anyhow::Error>(js.get_stream("L").await?.info().await?.state.messages) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(messages, 1);
 }
 
 #[tokio::test]
 async fn postgres_survives_kill9_with_its_data() {
     let mut pg = Postgres::start().await.unwrap();
-    let mut c = pg.connect("postgres").await.unwrap();
+    pg.create_database("app").await.unwrap();
+    let mut c = pg.connect("app").await.unwrap();
     let level: String = sqlx::query("SHOW wal_level")
         .fetch_one(&mut c)
         .await
@@ -106,16 +133,25 @@ async fn postgres_survives_kill9_with_its_data() {
         .execute(&mut c)
         .await
         .unwrap();
-    drop(c);
     pg.kill9().unwrap();
     pg.restart().await.unwrap();
-    let mut c = pg.connect("postgres").await.unwrap();
+    let mut c = pg.connect("app").await.unwrap();
     let v: String = sqlx::query("SELECT v FROM t WHERE id = 1")
         .fetch_one(&mut c)
         .await
         .unwrap()
         .get(0);
     assert_eq!(v, "kept");
+    // A graceful stop does not wait for the open connection `c` to leave.
+    pg.stop().unwrap();
+    pg.restart().await.unwrap();
+    let mut c = pg.connect("app").await.unwrap();
+    let n: i64 = sqlx::query("SELECT count(*) FROM t")
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
 }
 
 #[tokio::test]
