@@ -27,18 +27,58 @@ pub struct Agent {
     config: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    env: Vec<(String, String)>,
 }
 
 impl Agent {
     /// Starts `meshsync run --config <config>`; its log goes next to the config.
     pub fn start(config: &Path) -> Result<Agent> {
+        Self::start_with_env(config, &[])
+    }
+
+    /// As [`Agent::start`], with extra environment variables (e.g. a failpoint).
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Result<Agent> {
         let mut a = Agent {
             config: config.to_owned(),
             log: config.with_extension("log"),
             child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         a.restart()?;
         Ok(a)
+    }
+
+    /// Replaces the extra environment for the next (re)start.
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+    }
+
+    /// Waits for the process to exit on its own; its status.
+    pub async fn wait_exit(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Result<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Ok(status);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("agent did not exit within {timeout:?}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// SIGKILL: a crash at whatever point it was.
@@ -64,6 +104,7 @@ impl Agent {
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", "info,meshsync=debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

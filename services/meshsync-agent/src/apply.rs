@@ -92,9 +92,6 @@ async fn apply_chunk(
     let mut parked: Vec<ToPark<'_>> = Vec::new();
     let mut txn = sink.begin().await?;
     for d in deliveries {
-        if d.sequence() <= *checkpoint {
-            continue; // committed before a crash; the ack was lost (I4)
-        }
         let batch = match decode(d.payload()) {
             Ok(b) => b,
             Err(e) => {
@@ -134,10 +131,11 @@ async fn apply_chunk(
         ctx.dead_letters.park(p.delivery, &p.reason).await?;
     }
     ctx.counters.add_parked(parked.len());
-    if upto > *checkpoint {
-        txn.commit(upto).await?;
-        *checkpoint = upto;
-    }
+    // Every message is merged again even at or below the checkpoint: redeliveries (a nak,
+    // an ack lost in a crash) arrive after newer messages, and the version check makes a
+    // repeat a no-op (I4). The checkpoint records progress; it is not a filter.
+    txn.commit(upto.max(*checkpoint)).await?;
+    *checkpoint = upto.max(*checkpoint);
     for d in deliveries {
         d.ack().await?;
     }

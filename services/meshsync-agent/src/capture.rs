@@ -26,7 +26,10 @@ use sqlx::{Connection, PgConnection};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use crate::batching::{TxnHeader, batches, position_of};
+use crate::{
+    batching::{TxnHeader, batches, position_of},
+    failpoint,
+};
 
 /// Where capture may resume and the HLC fold's value there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,6 +188,7 @@ pub async fn run(ctx: &CaptureContext) -> Result<()> {
                 let point = done.context("publish acknowledgements stopped")??;
                 outstanding -= 1;
                 resume = *point.get();
+                failpoint::after_ack();
             }
             _ = tick.tick() => {
                 if resume != stored {

@@ -5,6 +5,7 @@ mod apply;
 mod batching;
 mod capture;
 mod demo;
+mod failpoint;
 mod metrics;
 mod peer;
 mod telemetry;

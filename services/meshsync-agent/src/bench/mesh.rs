@@ -23,6 +23,10 @@ use super::{
 /// Database used on both peers.
 const DB: &str = "bench";
 
+/// Variable whose value, if set, is the agents' `RUST_LOG` (e.g. `info,meshsync=debug` to
+/// see when each transaction is published and applied).
+pub const AGENT_LOG_ENV: &str = "MESHSYNC_BENCH_AGENT_LOG";
+
 /// Linux reports `/proc/<pid>/stat` times in USER_HZ ticks, 100 per second.
 const TICKS_PER_SEC: f64 = 100.0;
 
@@ -83,7 +87,11 @@ impl AgentProc {
             .arg("run")
             .arg("--config")
             .arg(config)
-            .env("RUST_LOG", "info,sqlx=warn,async_nats=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var(AGENT_LOG_ENV)
+                    .unwrap_or_else(|_| "info,sqlx=warn,async_nats=warn".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
@@ -147,6 +155,8 @@ pub struct MeshRun {
 pub async fn run(params: &Params) -> Result<MeshRun> {
     let nats = NatsServer::start_single().await.context("start nats-server")?;
     let client = meshsync_nats::connect(&nats.client_url(), "meshsync bench").await?;
+    // The INFO of the server arrives with the connection; a flush waits for it.
+    client.flush().await.context("reach nats-server")?;
     let nats_version = client.server_info().version;
     drop(client);
     let a = Postgres::start().await.context("start peer A's PostgreSQL")?;

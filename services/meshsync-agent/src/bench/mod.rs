@@ -26,8 +26,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use tracing::info;
 
-pub use report::{CatchUp, Resources, SystemResult};
-
 /// Arguments of `meshsync bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {

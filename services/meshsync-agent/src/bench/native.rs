@@ -32,6 +32,13 @@ pub async fn run(params: &Params) -> Result<SystemResult> {
     sqlx::raw_sql("CREATE PUBLICATION bench_pub FOR TABLE public.items")
         .execute(&mut src)
         .await?;
+    // The launcher starts a subscription's worker at most once per
+    // wal_retrieve_retry_interval (5 s by default): without this, ENABLE would wait for that
+    // timer, which is start-up latency, not replication cost.
+    sqlx::raw_sql("ALTER SYSTEM SET wal_retrieve_retry_interval = '100ms'")
+        .execute(&mut dst)
+        .await?;
+    sqlx::raw_sql("SELECT pg_reload_conf()").execute(&mut dst).await?;
     let create = format!(
         "CREATE SUBSCRIPTION bench_sub CONNECTION 'host=127.0.0.1 port={} user=postgres dbname={DB}' \
          PUBLICATION bench_pub WITH (copy_data = false)",
@@ -47,6 +54,9 @@ pub async fn run(params: &Params) -> Result<SystemResult> {
     sqlx::raw_sql("ALTER SUBSCRIPTION bench_sub DISABLE")
         .execute(&mut dst)
         .await?;
+    // The old walsender must let go of the slot, or the re-enabled worker fails to take it
+    // and retries only after wal_retrieve_retry_interval (5 s), which is no replication cost.
+    wait_slot_inactive(&mut src).await?;
     let insert = workload::insert_catch_up(&mut src, params.rows, params.txn_size).await?;
     info!(rows = params.rows, secs = insert.as_secs_f64(), "native: rows written, enabling the subscription");
     let started = Instant::now();
@@ -110,5 +120,23 @@ async fn wait_streaming(src: &mut PgConnection) -> Result<()> {
             anyhow::bail!("the subscription did not start streaming within 60 s");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until no walsender holds the subscription's slot.
+async fn wait_slot_inactive(src: &mut PgConnection) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let (active,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM pg_replication_slots WHERE active")
+                .fetch_one(&mut *src)
+                .await?;
+        if active == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            anyhow::bail!("the disabled subscription's slot stayed active for 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -1,0 +1,235 @@
+//! The figures of one run: per-system results, the stdout table and the JSON document.
+
+use std::{fmt::Write as _, time::Duration};
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+use super::{Params, mesh::ProcStats, workload};
+
+/// Catch-up target: meshsync at least this fraction of native's rows/s.
+pub const TARGET_CATCH_UP_RATIO: f64 = 0.5;
+/// Steady-lag target: p99 below this many milliseconds.
+pub const TARGET_P99_MS: f64 = 10.0;
+/// Memory target: each agent's peak resident set below this many MiB.
+pub const TARGET_AGENT_MIB: f64 = 100.0;
+
+/// The catch-up workload's figures.
+#[derive(Clone, Debug)]
+pub struct CatchUp {
+    /// Rows written.
+    pub rows: u64,
+    /// Time the source took to insert them (with the sender capturing, for meshsync).
+    pub insert_secs: f64,
+    /// meshsync only: from the first insert until agent A had every row in JetStream.
+    pub publish_secs: Option<f64>,
+    /// From enabling the receiver until its `count(*)` reached `rows`.
+    pub catch_up_secs: f64,
+    /// `rows / catch_up_secs`.
+    pub rows_per_sec: f64,
+}
+
+impl CatchUp {
+    /// The figures from the measured durations.
+    pub fn new(rows: u64, insert: Duration, publish: Option<Duration>, catch_up: Duration) -> CatchUp {
+        let secs = catch_up.as_secs_f64().max(1e-9);
+        CatchUp {
+            rows,
+            insert_secs: insert.as_secs_f64(),
+            publish_secs: publish.map(|d| d.as_secs_f64()),
+            catch_up_secs: secs,
+            rows_per_sec: rows as f64 / secs,
+        }
+    }
+}
+
+/// CPU and memory of the processes that replicate, measured after the catch-up.
+#[derive(Clone, Debug)]
+pub struct Resources {
+    /// Rows the figures cover.
+    pub rows: u64,
+    /// (role, figures) per process.
+    pub processes: Vec<(String, ProcStats)>,
+}
+
+impl Resources {
+    /// The figures of `processes` for `rows` rows.
+    pub fn new(rows: u64, processes: Vec<(String, ProcStats)>) -> Resources {
+        Resources { rows, processes }
+    }
+
+    /// CPU seconds of all processes per 100k rows.
+    pub fn cpu_per_100k(&self) -> f64 {
+        let cpu: f64 = self.processes.iter().map(|(_, p)| p.cpu_secs).sum();
+        cpu * 100_000.0 / self.rows.max(1) as f64
+    }
+
+    /// Largest peak resident set of one process, MiB.
+    pub fn max_peak_mib(&self) -> f64 {
+        self.processes.iter().map(|(_, p)| p.peak_rss_mib).fold(0.0, f64::max)
+    }
+}
+
+/// One system's results.
+#[derive(Clone, Debug)]
+pub struct SystemResult {
+    /// `native` or `meshsync`.
+    pub name: String,
+    /// Catch-up figures.
+    pub catch_up: CatchUp,
+    /// Steady figures.
+    pub steady: workload::Steady,
+    /// Process figures.
+    pub resources: Resources,
+}
+
+impl SystemResult {
+    /// Steady lag quantile `q` in ms.
+    pub fn lag(&self, q: f64) -> f64 {
+        let lags: Vec<f64> = self.steady.samples.iter().map(|s| s.lag_ms).collect();
+        workload::quantile(&lags, q)
+    }
+
+    /// The JSON of this system.
+    fn json(&self) -> Value {
+        let c = &self.catch_up;
+        let s = &self.steady;
+        json!({
+            "catch_up": {
+                "rows": c.rows,
+                "insert_secs": c.insert_secs,
+                "publish_secs": c.publish_secs,
+                "catch_up_secs": c.catch_up_secs,
+                "rows_per_sec": c.rows_per_sec,
+            },
+            "steady": {
+                "rows_written": s.rows,
+                "rows_seen": s.seen,
+                "achieved_rate": s.achieved_rate,
+                "lag_ms": { "p50": self.lag(0.5), "p99": self.lag(0.99), "max": self.lag(1.0) },
+            },
+            "resources": {
+                "rows": self.resources.rows,
+                "cpu_secs_per_100k_rows": self.resources.cpu_per_100k(),
+                "processes": self.resources.processes.iter().map(|(role, p)| json!({
+                    "role": role,
+                    "cpu_secs": p.cpu_secs,
+                    "cpu_secs_per_100k_rows": p.cpu_secs * 100_000.0 / self.resources.rows.max(1) as f64,
+                    "peak_rss_mib": p.peak_rss_mib,
+                })).collect::<Vec<_>>(),
+            },
+        })
+    }
+}
+
+/// Everything one `meshsync bench postgres` run measured.
+pub struct Report {
+    /// Parameters.
+    pub params: Params,
+    /// nats-server version.
+    pub nats_version: String,
+    /// PostgreSQL logical replication.
+    pub native: SystemResult,
+    /// meshsync.
+    pub meshsync: SystemResult,
+}
+
+impl Report {
+    /// meshsync's catch-up rows/s over native's.
+    pub fn catch_up_ratio(&self) -> f64 {
+        self.meshsync.catch_up.rows_per_sec / self.native.catch_up.rows_per_sec.max(1e-9)
+    }
+
+    /// The JSON document of `bench-postgres.json`.
+    pub fn json(&self) -> Result<Value> {
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)?;
+        let p = &self.params;
+        Ok(json!({
+            "engine": "postgres",
+            "timestamp": now,
+            "nats_server_version": self.nats_version,
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "params": {
+                "rows": p.rows, "txn_size": p.txn_size, "rate": p.rate,
+                "seconds": p.seconds, "quick": p.quick,
+                "poll_every_ms": workload::POLL_EVERY.as_secs_f64() * 1000.0,
+                "write_every_ms": workload::WRITE_EVERY.as_secs_f64() * 1000.0,
+            },
+            "native": self.native.json(),
+            "meshsync": self.meshsync.json(),
+            "comparison": {
+                "catch_up_ratio_meshsync_over_native": self.catch_up_ratio(),
+                "targets": {
+                    "catch_up_ratio_min": TARGET_CATCH_UP_RATIO,
+                    "steady_p99_ms_max": TARGET_P99_MS,
+                    "agent_peak_mib_max": TARGET_AGENT_MIB,
+                },
+            },
+        }))
+    }
+
+    /// The table printed to stdout.
+    pub fn table(&self) -> String {
+        let (n, m) = (&self.native, &self.meshsync);
+        let p = &self.params;
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "\nmeshsync bench postgres: {} rows in txns of {}, steady {} rows/s for {} s, nats-server {}\n",
+            p.rows, p.txn_size, p.rate, p.seconds, self.nats_version
+        );
+        let _ = writeln!(t, "{:<34} {:>12} {:>12}   {}", "", "native", "meshsync", "target");
+        let row = |t: &mut String, what: &str, a: String, b: String, target: &str| {
+            let _ = writeln!(t, "{what:<34} {a:>12} {b:>12}   {target}");
+        };
+        row(&mut t, "source insert time (s)", f2(n.catch_up.insert_secs), f2(m.catch_up.insert_secs), "");
+        row(&mut t, "published to JetStream after (s)", "-".into(),
+            m.catch_up.publish_secs.map(f2).unwrap_or_else(|| "-".into()), "");
+        row(&mut t, "catch-up time (s)", f2(n.catch_up.catch_up_secs), f2(m.catch_up.catch_up_secs), "");
+        row(&mut t, "catch-up rows/s", f0(n.catch_up.rows_per_sec), f0(m.catch_up.rows_per_sec), "");
+        let ratio = self.catch_up_ratio();
+        row(&mut t, "catch-up ratio meshsync/native", "".into(), f2(ratio),
+            &format!(">= {TARGET_CATCH_UP_RATIO} {}", verdict(ratio >= TARGET_CATCH_UP_RATIO)));
+        row(&mut t, "steady rows written / seen", format!("{}/{}", n.steady.rows, n.steady.seen),
+            format!("{}/{}", m.steady.rows, m.steady.seen), "");
+        row(&mut t, "steady achieved rows/s", f0(n.steady.achieved_rate), f0(m.steady.achieved_rate), "");
+        row(&mut t, "steady lag p50 (ms)", f2(n.lag(0.5)), f2(m.lag(0.5)), "");
+        let p99 = m.lag(0.99);
+        row(&mut t, "steady lag p99 (ms)", f2(n.lag(0.99)), f2(p99),
+            &format!("< {TARGET_P99_MS} {}", verdict(p99 < TARGET_P99_MS)));
+        row(&mut t, "steady lag max (ms)", f2(n.lag(1.0)), f2(m.lag(1.0)), "");
+        row(&mut t, "CPU s per 100k rows (catch-up)", f2(n.resources.cpu_per_100k()),
+            f2(m.resources.cpu_per_100k()), "");
+        let mib = m.resources.max_peak_mib();
+        row(&mut t, "peak RSS of one process (MiB)", f1(n.resources.max_peak_mib()), f1(mib),
+            &format!("< {TARGET_AGENT_MIB} {}", verdict(mib < TARGET_AGENT_MIB)));
+        let _ = writeln!(t, "\nprocesses measured (CPU s, peak MiB):");
+        for r in [n, m] {
+            for (role, s) in &r.resources.processes {
+                let _ = writeln!(t, "  {:<9} {role:<20} {:>8.2} s {:>8.1} MiB", r.name, s.cpu_secs, s.peak_rss_mib);
+            }
+        }
+        t
+    }
+}
+
+/// `met` or `MISSED`.
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+/// Two decimals.
+fn f2(v: f64) -> String {
+    format!("{v:.2}")
+}
+
+/// One decimal.
+fn f1(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+/// No decimals.
+fn f0(v: f64) -> String {
+    format!("{v:.0}")
+}
