@@ -170,7 +170,6 @@ pub async fn wait_quiet(
     consumers: &[String],
     timeout: Duration,
 ) -> Result<()> {
-    let js = jetstream::new(client.clone());
     wait_until("every write on the stream", timeout, || {
         let client = client.clone();
         async move {
@@ -179,6 +178,17 @@ pub async fn wait_quiet(
         }
     })
     .await?;
+    wait_drained(client, stream, consumers, timeout).await
+}
+
+/// Waits until every consumer has no pending and no unacknowledged message.
+pub async fn wait_drained(
+    client: &async_nats::Client,
+    stream: &str,
+    consumers: &[String],
+    timeout: Duration,
+) -> Result<()> {
+    let js = jetstream::new(client.clone());
     for name in consumers {
         let js = js.clone();
         wait_until(&format!("consumer {name} drained"), timeout, || {
