@@ -7,6 +7,8 @@ use meshsync_e2e::peer::Peer;
 use meshsync_testkit::{NatsServer, wait_until};
 
 /// A running mesh: one nats-server, peers with agents.
+/// The server and folder are held for their `Drop` (kill and delete at the end of a test).
+#[allow(dead_code)]
 pub struct Mesh {
     pub nats: NatsServer,
     pub peers: Vec<Peer>,

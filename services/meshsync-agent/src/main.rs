@@ -3,6 +3,7 @@
 
 mod apply;
 mod batching;
+mod bench;
 mod capture;
 mod demo;
 mod failpoint;
@@ -32,6 +33,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Benchmark meshsync against the database's own replication, side by side in one run.
+    Bench(bench::BenchArgs),
     /// Start a local mesh (nats-server + three PostgreSQL peers), write conflicting changes
     /// on all peers, show them arriving, and verify that the peers end identical.
     Demo,
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
             Command::Run { config } => peer::run(Config::load(&config)?).await.map(|()| true),
             Command::Verify { configs } => verify::run(&configs).await,
             Command::Demo => demo::run().await,
+            Command::Bench(args) => bench::run(args).await.map(|()| true),
         }
     });
     match result {

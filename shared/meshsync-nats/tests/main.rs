@@ -1,5 +1,6 @@
 //! JetStream plumbing against a real nats-server: publish and consume, de-duplication by
 //! message id, redelivery of unacked messages, and the edge topology with the hub offline.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::time::Duration;
 

@@ -1,4 +1,5 @@
 //! Envelope round trips, version refusal and headers.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use meshsync_core::{
     Cell, ChangeBatch, Hlc, Op, PeerId, RowChange, SchemaVersion, SourcePosition, TableName, TxnId,

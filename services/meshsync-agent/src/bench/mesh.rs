@@ -82,7 +82,8 @@ impl AgentProc {
     /// Starts `<this executable> run --config <config>`, logging to `log`.
     pub fn start(config: &Path, log: &Path) -> Result<AgentProc> {
         let exe = std::env::current_exe().context("find this executable")?;
-        let file = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+        let file =
+            std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
         let child = Command::new(exe)
             .arg("run")
             .arg("--config")
@@ -113,7 +114,15 @@ impl AgentProc {
     pub fn check_alive(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: String = log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
             bail!("agent exited ({status}); log tail:\n{tail}");
         }
         Ok(())
@@ -129,7 +138,10 @@ impl AgentProc {
                 return Ok(());
             }
             if started.elapsed() > Duration::from_secs(60) {
-                bail!("agent did not start within 60 s; see {}", self.log.display());
+                bail!(
+                    "agent did not start within 60 s; see {}",
+                    self.log.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -153,14 +165,20 @@ pub struct MeshRun {
 
 /// Runs both workloads through meshsync.
 pub async fn run(params: &Params) -> Result<MeshRun> {
-    let nats = NatsServer::start_single().await.context("start nats-server")?;
+    let nats = NatsServer::start_single()
+        .await
+        .context("start nats-server")?;
     let client = meshsync_nats::connect(&nats.client_url(), "meshsync bench").await?;
     // The INFO of the server arrives with the connection; a flush waits for it.
     client.flush().await.context("reach nats-server")?;
     let nats_version = client.server_info().version;
     drop(client);
-    let a = Postgres::start().await.context("start peer A's PostgreSQL")?;
-    let b = Postgres::start().await.context("start peer B's PostgreSQL")?;
+    let a = Postgres::start()
+        .await
+        .context("start peer A's PostgreSQL")?;
+    let b = Postgres::start()
+        .await
+        .context("start peer B's PostgreSQL")?;
     let mut configs = Vec::new();
     for (id, pg) in [("a", &a), ("b", &b)] {
         pg.create_database(DB).await?;
@@ -207,7 +225,11 @@ pub async fn run(params: &Params) -> Result<MeshRun> {
         ],
     );
 
-    info!(rate = params.rate, seconds = params.seconds, "meshsync: steady workload");
+    info!(
+        rate = params.rate,
+        seconds = params.seconds,
+        "meshsync: steady workload"
+    );
     let steady = workload::steady(
         &mut src,
         &mut dst,
@@ -232,7 +254,11 @@ pub async fn run(params: &Params) -> Result<MeshRun> {
 
 /// Waits until agent A's slot is confirmed up to `lsn`: every row written before it is
 /// stored in JetStream. Returns the time waited.
-async fn wait_published(src: &mut PgConnection, agent: &mut AgentProc, lsn: i64) -> Result<Duration> {
+async fn wait_published(
+    src: &mut PgConnection,
+    agent: &mut AgentProc,
+    lsn: i64,
+) -> Result<Duration> {
     let slot = Names::for_peer(&PeerId::new("a")?).slot;
     let started = Instant::now();
     loop {

@@ -38,7 +38,9 @@ pub async fn run(params: &Params) -> Result<SystemResult> {
     sqlx::raw_sql("ALTER SYSTEM SET wal_retrieve_retry_interval = '100ms'")
         .execute(&mut dst)
         .await?;
-    sqlx::raw_sql("SELECT pg_reload_conf()").execute(&mut dst).await?;
+    sqlx::raw_sql("SELECT pg_reload_conf()")
+        .execute(&mut dst)
+        .await?;
     let create = format!(
         "CREATE SUBSCRIPTION bench_sub CONNECTION 'host=127.0.0.1 port={} user=postgres dbname={DB}' \
          PUBLICATION bench_pub WITH (copy_data = false)",
@@ -58,7 +60,11 @@ pub async fn run(params: &Params) -> Result<SystemResult> {
     // and retries only after wal_retrieve_retry_interval (5 s), which is no replication cost.
     wait_slot_inactive(&mut src).await?;
     let insert = workload::insert_catch_up(&mut src, params.rows, params.txn_size).await?;
-    info!(rows = params.rows, secs = insert.as_secs_f64(), "native: rows written, enabling the subscription");
+    info!(
+        rows = params.rows,
+        secs = insert.as_secs_f64(),
+        "native: rows written, enabling the subscription"
+    );
     let started = Instant::now();
     sqlx::raw_sql("ALTER SUBSCRIPTION bench_sub ENABLE")
         .execute(&mut dst)
@@ -86,7 +92,11 @@ pub async fn run(params: &Params) -> Result<SystemResult> {
     }
     let resources = Resources::new(params.rows, processes);
 
-    info!(rate = params.rate, seconds = params.seconds, "native: steady workload");
+    info!(
+        rate = params.rate,
+        seconds = params.seconds,
+        "native: steady workload"
+    );
     let steady = workload::steady(
         &mut src,
         &mut dst,
@@ -108,11 +118,10 @@ pub async fn run(params: &Params) -> Result<SystemResult> {
 async fn wait_streaming(src: &mut PgConnection) -> Result<()> {
     let started = Instant::now();
     loop {
-        let (n,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
-        )
-        .fetch_one(&mut *src)
-        .await?;
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+                .fetch_one(&mut *src)
+                .await?;
         if n > 0 {
             return Ok(());
         }

@@ -47,14 +47,10 @@ fn nice_step(max: f64, n: f64) -> f64 {
 
 /// The SVG document for `report`.
 pub fn lag_svg(report: &Report) -> String {
-    let series = [
-        (&report.native, "#1f77b4"),
-        (&report.meshsync, "#ff7f0e"),
-    ];
+    let series = [(&report.native, "#1f77b4"), (&report.meshsync, "#ff7f0e")];
     let points: Vec<Vec<(f64, f64)>> = series.iter().map(|(r, _)| windows(r)).collect();
-    let x_max = (report.params.seconds as f64).max(
-        points.iter().flatten().map(|p| p.0).fold(0.0, f64::max),
-    );
+    let x_max = (report.params.seconds as f64)
+        .max(points.iter().flatten().map(|p| p.0).fold(0.0, f64::max));
     let y_top = points.iter().flatten().map(|p| p.1).fold(1.0, f64::max);
     let y_step = nice_step(y_top, 5.0);
     let y_max = (y_top / y_step).ceil() * y_step;

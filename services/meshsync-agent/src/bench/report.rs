@@ -31,7 +31,12 @@ pub struct CatchUp {
 
 impl CatchUp {
     /// The figures from the measured durations.
-    pub fn new(rows: u64, insert: Duration, publish: Option<Duration>, catch_up: Duration) -> CatchUp {
+    pub fn new(
+        rows: u64,
+        insert: Duration,
+        publish: Option<Duration>,
+        catch_up: Duration,
+    ) -> CatchUp {
         let secs = catch_up.as_secs_f64().max(1e-9);
         CatchUp {
             rows,
@@ -66,7 +71,10 @@ impl Resources {
 
     /// Largest peak resident set of one process, MiB.
     pub fn max_peak_mib(&self) -> f64 {
-        self.processes.iter().map(|(_, p)| p.peak_rss_mib).fold(0.0, f64::max)
+        self.processes
+            .iter()
+            .map(|(_, p)| p.peak_rss_mib)
+            .fold(0.0, f64::max)
     }
 }
 
@@ -179,35 +187,111 @@ impl Report {
             "\nmeshsync bench postgres: {} rows in txns of {}, steady {} rows/s for {} s, nats-server {}\n",
             p.rows, p.txn_size, p.rate, p.seconds, self.nats_version
         );
-        let _ = writeln!(t, "{:<34} {:>12} {:>12}   {}", "", "native", "meshsync", "target");
+        let _ = writeln!(t, "{:<34} {:>12} {:>12}   target", "", "native", "meshsync");
         let row = |t: &mut String, what: &str, a: String, b: String, target: &str| {
             let _ = writeln!(t, "{what:<34} {a:>12} {b:>12}   {target}");
         };
-        row(&mut t, "source insert time (s)", f2(n.catch_up.insert_secs), f2(m.catch_up.insert_secs), "");
-        row(&mut t, "published to JetStream after (s)", "-".into(),
-            m.catch_up.publish_secs.map(f2).unwrap_or_else(|| "-".into()), "");
-        row(&mut t, "catch-up time (s)", f2(n.catch_up.catch_up_secs), f2(m.catch_up.catch_up_secs), "");
-        row(&mut t, "catch-up rows/s", f0(n.catch_up.rows_per_sec), f0(m.catch_up.rows_per_sec), "");
+        row(
+            &mut t,
+            "source insert time (s)",
+            f2(n.catch_up.insert_secs),
+            f2(m.catch_up.insert_secs),
+            "",
+        );
+        row(
+            &mut t,
+            "published to JetStream after (s)",
+            "-".into(),
+            m.catch_up
+                .publish_secs
+                .map(f2)
+                .unwrap_or_else(|| "-".into()),
+            "",
+        );
+        row(
+            &mut t,
+            "catch-up time (s)",
+            f2(n.catch_up.catch_up_secs),
+            f2(m.catch_up.catch_up_secs),
+            "",
+        );
+        row(
+            &mut t,
+            "catch-up rows/s",
+            f0(n.catch_up.rows_per_sec),
+            f0(m.catch_up.rows_per_sec),
+            "",
+        );
         let ratio = self.catch_up_ratio();
-        row(&mut t, "catch-up ratio meshsync/native", "".into(), f2(ratio),
-            &format!(">= {TARGET_CATCH_UP_RATIO} {}", verdict(ratio >= TARGET_CATCH_UP_RATIO)));
-        row(&mut t, "steady rows written / seen", format!("{}/{}", n.steady.rows, n.steady.seen),
-            format!("{}/{}", m.steady.rows, m.steady.seen), "");
-        row(&mut t, "steady achieved rows/s", f0(n.steady.achieved_rate), f0(m.steady.achieved_rate), "");
-        row(&mut t, "steady lag p50 (ms)", f2(n.lag(0.5)), f2(m.lag(0.5)), "");
+        row(
+            &mut t,
+            "catch-up ratio meshsync/native",
+            "".into(),
+            f2(ratio),
+            &format!(
+                ">= {TARGET_CATCH_UP_RATIO} {}",
+                verdict(ratio >= TARGET_CATCH_UP_RATIO)
+            ),
+        );
+        row(
+            &mut t,
+            "steady rows written / seen",
+            format!("{}/{}", n.steady.rows, n.steady.seen),
+            format!("{}/{}", m.steady.rows, m.steady.seen),
+            "",
+        );
+        row(
+            &mut t,
+            "steady achieved rows/s",
+            f0(n.steady.achieved_rate),
+            f0(m.steady.achieved_rate),
+            "",
+        );
+        row(
+            &mut t,
+            "steady lag p50 (ms)",
+            f2(n.lag(0.5)),
+            f2(m.lag(0.5)),
+            "",
+        );
         let p99 = m.lag(0.99);
-        row(&mut t, "steady lag p99 (ms)", f2(n.lag(0.99)), f2(p99),
-            &format!("< {TARGET_P99_MS} {}", verdict(p99 < TARGET_P99_MS)));
-        row(&mut t, "steady lag max (ms)", f2(n.lag(1.0)), f2(m.lag(1.0)), "");
-        row(&mut t, "CPU s per 100k rows (catch-up)", f2(n.resources.cpu_per_100k()),
-            f2(m.resources.cpu_per_100k()), "");
+        row(
+            &mut t,
+            "steady lag p99 (ms)",
+            f2(n.lag(0.99)),
+            f2(p99),
+            &format!("< {TARGET_P99_MS} {}", verdict(p99 < TARGET_P99_MS)),
+        );
+        row(
+            &mut t,
+            "steady lag max (ms)",
+            f2(n.lag(1.0)),
+            f2(m.lag(1.0)),
+            "",
+        );
+        row(
+            &mut t,
+            "CPU s per 100k rows (catch-up)",
+            f2(n.resources.cpu_per_100k()),
+            f2(m.resources.cpu_per_100k()),
+            "",
+        );
         let mib = m.resources.max_peak_mib();
-        row(&mut t, "peak RSS of one process (MiB)", f1(n.resources.max_peak_mib()), f1(mib),
-            &format!("< {TARGET_AGENT_MIB} {}", verdict(mib < TARGET_AGENT_MIB)));
+        row(
+            &mut t,
+            "peak RSS of one process (MiB)",
+            f1(n.resources.max_peak_mib()),
+            f1(mib),
+            &format!("< {TARGET_AGENT_MIB} {}", verdict(mib < TARGET_AGENT_MIB)),
+        );
         let _ = writeln!(t, "\nprocesses measured (CPU s, peak MiB):");
         for r in [n, m] {
             for (role, s) in &r.resources.processes {
-                let _ = writeln!(t, "  {:<9} {role:<20} {:>8.2} s {:>8.1} MiB", r.name, s.cpu_secs, s.peak_rss_mib);
+                let _ = writeln!(
+                    t,
+                    "  {:<9} {role:<20} {:>8.2} s {:>8.1} MiB",
+                    r.name, s.cpu_secs, s.peak_rss_mib
+                );
             }
         }
         t

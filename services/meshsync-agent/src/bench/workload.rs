@@ -27,7 +27,11 @@ fn unix_micros() -> i64 {
 
 /// Inserts ids `1..=rows` with one single-row INSERT each, `txn_size` per transaction.
 /// Returns the time it took.
-pub async fn insert_catch_up(conn: &mut PgConnection, rows: u64, txn_size: u64) -> Result<Duration> {
+pub async fn insert_catch_up(
+    conn: &mut PgConnection,
+    rows: u64,
+    txn_size: u64,
+) -> Result<Duration> {
     let started = Instant::now();
     let payload = "catch-up row payload 0123456789abcdef";
     let mut id: i64 = 1;

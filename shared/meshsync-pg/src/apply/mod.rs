@@ -84,6 +84,12 @@ impl PgSink {
                 Err(e) => return Err(PgError::query("set up the apply origin")(e)),
             }
         }
+        // Custom plans: a generic plan chosen while meshsync.versions was still empty would
+        // scan the whole table for every batch once it has grown.
+        sqlx::query("SET plan_cache_mode = force_custom_plan")
+            .execute(&mut conn)
+            .await
+            .map_err(PgError::query("set the apply session's plan cache mode"))?;
         Ok(PgSink {
             conn,
             tables,
