@@ -6,3 +6,4 @@ mod dlq;
 mod faults;
 mod startup;
 mod support;
+mod types;

@@ -20,11 +20,18 @@ impl Mesh {
     /// Starts nats and `ids.len()` PostgreSQL peers with their agents, and waits until every
     /// agent captures and applies.
     pub async fn start(ids: &[&str]) -> Result<Mesh> {
+        Self::start_with(ids, "", &[]).await
+    }
+
+    /// As [`Mesh::start`], with extra DDL on every peer and extra replicated tables.
+    pub async fn start_with(ids: &[&str], extra_ddl: &str, extra_tables: &[&str]) -> Result<Mesh> {
         let dir = tempfile::tempdir()?;
         let nats = NatsServer::start_single().await?;
         let mut peers = Vec::new();
         for id in ids {
-            let mut p = Peer::start(id, &nats.client_url(), dir.path()).await?;
+            let mut p =
+                Peer::start_with(id, &nats.client_url(), dir.path(), extra_ddl, extra_tables)
+                    .await?;
             p.start_agent()?;
             peers.push(p);
         }

@@ -28,16 +28,37 @@ pub struct Peer {
 impl Peer {
     /// Starts PostgreSQL, creates database `app` with the table, writes the config.
     pub async fn start(id: &str, nats_url: &str, dir: &std::path::Path) -> Result<Peer> {
+        Self::start_with(id, nats_url, dir, "", &[]).await
+    }
+
+    /// As [`Peer::start`], plus `extra_ddl` run on the database and `extra_tables` replicated.
+    pub async fn start_with(
+        id: &str,
+        nats_url: &str,
+        dir: &std::path::Path,
+        extra_ddl: &str,
+        extra_tables: &[&str],
+    ) -> Result<Peer> {
         let pg = Postgres::start().await?;
         pg.create_database("app").await?;
         let mut c = pg.connect("app").await?;
         sqlx::raw_sql(TABLE_DDL).execute(&mut c).await?;
+        if !extra_ddl.is_empty() {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(extra_ddl.to_owned()))
+                .execute(&mut c)
+                .await?;
+        }
+        let tables: Vec<String> = std::iter::once("public.items")
+            .chain(extra_tables.iter().copied())
+            .map(|t| format!("\"{t}\""))
+            .collect();
         let config = dir.join(format!("peer-{id}.toml"));
         std::fs::write(
             &config,
             format!(
-                "[peer]\nid = \"{id}\"\n[nats]\nurl = \"{nats_url}\"\n[database]\nengine = \"postgres\"\nurl = \"{}\"\ntables = [\"public.items\"]\n",
-                pg.url("app")
+                "[peer]\nid = \"{id}\"\n[nats]\nurl = \"{nats_url}\"\n[database]\nengine = \"postgres\"\nurl = \"{}\"\ntables = [{}]\n",
+                pg.url("app"),
+                tables.join(", ")
             ),
         )?;
         Ok(Peer {
