@@ -29,9 +29,11 @@ pub fn topology(config: &Config) -> Topology {
     match &config.nats.domain {
         Some(domain) => Topology::Edge {
             domain: domain.clone(),
-            hub_replicas: 1,
+            hub_replicas: config.nats.replicas,
         },
-        None => Topology::Direct { replicas: 1 },
+        None => Topology::Direct {
+            replicas: config.nats.replicas,
+        },
     }
 }
 

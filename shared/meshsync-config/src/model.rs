@@ -40,6 +40,14 @@ pub struct NatsConfig {
     /// talks straight to the hub's global stream (direct topology).
     #[serde(default)]
     pub domain: Option<String>,
+    /// Replicas of the global stream when this peer creates it: 1 on a single server, 3 on a
+    /// 3-node hub cluster (survives the loss of one node). Default 1.
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+}
+
+const fn default_replicas() -> usize {
+    1
 }
 
 /// Database engines meshsync knows.

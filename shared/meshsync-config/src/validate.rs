@@ -68,6 +68,14 @@ impl Config {
             }
         }
 
+        if !matches!(self.nats.replicas, 1 | 3 | 5) {
+            return Err(invalid(
+                "nats.replicas",
+                format!("{} replicas is not useful", self.nats.replicas),
+                "use 1 (single server), 3 or 5 (hub cluster of at least that many nodes)",
+            ));
+        }
+
         let engine = self.database.engine;
         let db_url = self.database.url.expose();
         if !engine.url_schemes().iter().any(|s| db_url.starts_with(s)) {

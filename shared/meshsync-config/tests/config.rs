@@ -80,6 +80,8 @@ fn each_rule_names_its_field() {
     );
     let domain = EXAMPLE.replace("[database]", "domain = \"a.b\"\n[database]");
     assert_eq!(field_of(&domain), "nats.domain");
+    let replicas = EXAMPLE.replace("[database]", "replicas = 2\n[database]");
+    assert_eq!(field_of(&replicas), "nats.replicas");
     let clock = format!("{EXAMPLE}\n[clock]\nfuture_bound_ms = 0\n");
     assert_eq!(field_of(&clock), "clock.future_bound_ms");
 }

@@ -268,3 +268,28 @@ async fn an_edge_site_publishes_offline_and_catches_up_exactly_once() {
         .collect();
     assert_eq!(positions, ["40", "41"]);
 }
+
+#[tokio::test]
+async fn on_a_hub_cluster_the_global_stream_is_r3() {
+    let cluster = meshsync_testkit::NatsCluster::start(3).await.unwrap();
+    let client = meshsync_nats::connect(&cluster.client_url(), "test")
+        .await
+        .unwrap();
+    provision(&client, &Topology::Direct { replicas: 3 })
+        .await
+        .unwrap();
+    let js = jetstream::new(client.clone());
+    let mut s = js.get_stream(subject::GLOBAL_STREAM).await.unwrap();
+    let info = s.info().await.unwrap();
+    assert_eq!(info.config.num_replicas, 3);
+    assert_eq!(info.config.storage, jetstream::stream::StorageType::File);
+    // An R3 publish is acknowledged once a quorum stored it.
+    let stored = Publisher::new(client, "mesh.changes.a")
+        .send(&batch("a", "50", 5))
+        .await
+        .unwrap()
+        .acked()
+        .await
+        .unwrap();
+    assert_eq!(stored.sequence, 1);
+}
