@@ -90,7 +90,7 @@ async fn apply_chunk(
 ) -> Result<()> {
     let upto = deliveries.iter().map(Delivery::sequence).max().unwrap_or(0);
     let mut parked: Vec<ToPark<'_>> = Vec::new();
-    let mut txn = sink.begin().await?;
+    let mut decoded = Vec::new();
     for d in deliveries {
         let batch = match decode(d.payload()) {
             Ok(b) => b,
@@ -111,7 +111,12 @@ async fn apply_chunk(
             });
             continue;
         }
-        let report = txn.apply(&batch).await?;
+        decoded.push((d, batch));
+    }
+    let mut txn = sink.begin().await?;
+    let batches: Vec<&meshsync_core::ChangeBatch> = decoded.iter().map(|(_, b)| b).collect();
+    let reports = txn.apply(&batches).await?;
+    for ((d, _), report) in decoded.iter().zip(reports) {
         ctx.counters.add_applied(report.applied, report.superseded);
         for p in report.parked {
             let reason = match p.row {

@@ -127,23 +127,48 @@ impl PgSink {
 }
 
 impl ApplyTxn<'_> {
-    /// Merges one batch into the database. Data problems come back as [`Parked`] rows in
-    /// the report; `Err` means the database itself failed (retry the whole transaction).
-    pub async fn apply(&mut self, batch: &ChangeBatch) -> Result<BatchReport, PgError> {
-        let Some(info) = self.sink_tables.get(&batch.table) else {
-            return Ok(park_all(format!(
-                "table {} is not replicated on this peer; add it to database.tables",
-                batch.table
-            )));
-        };
-        if let Err(reason) = sql::check_shape(info, batch) {
-            return Ok(park_all(reason));
+    /// Merges batches (in stream order) into the database: per table, one version read and
+    /// one set of writes for all of them. Data problems come back as [`Parked`] rows in each
+    /// batch's report (same order as `batches`); `Err` means the database itself failed (retry
+    /// the whole transaction).
+    pub async fn apply(&mut self, batches: &[&ChangeBatch]) -> Result<Vec<BatchReport>, PgError> {
+        let mut reports = vec![BatchReport::default(); batches.len()];
+        // Tables in order of first appearance; a key lives in one table, so per-key order holds.
+        let mut tables: Vec<&TableName> = Vec::new();
+        for b in batches {
+            if !tables.contains(&&b.table) {
+                tables.push(&b.table);
+            }
         }
-        let report = sql::apply_batch(&mut self.tx, info, batch, self.peer).await?;
-        if report.applied > 0 && batch.origin != *self.peer {
-            self.max_hlc = self.max_hlc.max(Some(batch.hlc));
+        for table in tables {
+            let members: Vec<usize> = (0..batches.len())
+                .filter(|i| batches[*i].table == *table)
+                .collect();
+            let Some(info) = self.sink_tables.get(table) else {
+                for i in members {
+                    reports[i] = park_all(format!(
+                        "table {table} is not replicated on this peer; add it to database.tables"
+                    ));
+                }
+                continue;
+            };
+            let mut good = Vec::new();
+            for i in members {
+                match sql::check_shape(info, batches[i]) {
+                    Ok(()) => good.push(i),
+                    Err(reason) => reports[i] = park_all(reason),
+                }
+            }
+            let group: Vec<&ChangeBatch> = good.iter().map(|i| batches[*i]).collect();
+            let done = sql::apply_batches(&mut self.tx, info, &group, self.peer).await?;
+            for (i, report) in good.into_iter().zip(done) {
+                if report.applied > 0 && batches[i].origin != *self.peer {
+                    self.max_hlc = self.max_hlc.max(Some(batches[i].hlc));
+                }
+                reports[i] = report;
+            }
         }
-        Ok(report)
+        Ok(reports)
     }
 
     /// Commits data, versions and the checkpoint `upto` together (I9).

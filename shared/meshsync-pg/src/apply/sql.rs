@@ -71,6 +71,8 @@ pub fn check_shape(info: &TableInfo, batch: &ChangeBatch) -> Result<(), String> 
 
 /// A row ready to write: its text parameters.
 struct Prepared<'b> {
+    /// Which of the batches it came from.
+    batch: usize,
     row: &'b RowChange,
     key: Vec<Option<String>>,
     /// Column name and text value of every cell that carries a value.
@@ -79,6 +81,7 @@ struct Prepared<'b> {
 
 fn prepare<'b>(
     info: &TableInfo,
+    batch_no: usize,
     batch: &'b ChangeBatch,
     row: &'b RowChange,
 ) -> Result<Prepared<'b>, String> {
@@ -110,25 +113,39 @@ fn prepare<'b>(
             ));
         }
     }
-    Ok(Prepared { row, key, cells })
+    Ok(Prepared {
+        batch: batch_no,
+        row,
+        key,
+        cells,
+    })
 }
 
-/// Applies one batch inside the open transaction.
-pub async fn apply_batch(
+/// Applies batches of one table, in stream order, inside the open transaction: one version
+/// read, one set of row writes and one version write for all of them (set-based apply: the
+/// cost per message is a few rows of SQL, not a few round trips). One report per batch.
+pub async fn apply_batches(
     conn: &mut PgConnection,
     info: &TableInfo,
-    batch: &ChangeBatch,
+    batches: &[&ChangeBatch],
     me: &PeerId,
-) -> Result<BatchReport, PgError> {
-    let mut report = BatchReport::default();
-    let tbl = batch.table.to_string();
-    let keys: Vec<String> = batch.rows.iter().map(|r| key_text(&r.key)).collect();
+) -> Result<Vec<BatchReport>, PgError> {
+    let mut reports = vec![BatchReport::default(); batches.len()];
+    let tbl = info.name.to_string();
+    let rows_in_order: Vec<(usize, &ChangeBatch, &RowChange, String)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| b.rows.iter().map(move |r| (i, *b, r, key_text(&r.key))))
+        .collect();
+    let mut keys: Vec<String> = rows_in_order.iter().map(|(_, _, _, k)| k.clone()).collect();
+    keys.sort_unstable();
+    keys.dedup();
     let mut stored = read_versions(conn, &tbl, &keys).await?;
 
-    // Decide row by row in transaction order; the last winner per key is what gets written.
+    // Decide row by row in stream and transaction order; the last winner per key is written.
     let mut finals: HashMap<&str, (Decision, Prepared<'_>)> = HashMap::new();
     let mut order: Vec<&str> = Vec::new();
-    for (row, key) in batch.rows.iter().zip(&keys) {
+    for (i, batch, row, key) in &rows_in_order {
         let decision = decide(
             stored.get(key.as_str()),
             batch.hlc,
@@ -137,13 +154,13 @@ pub async fn apply_batch(
             me,
         );
         if decision == Decision::Skip {
-            report.superseded += 1;
+            reports[*i].superseded += 1;
             continue;
         }
-        let prepared = match prepare(info, batch, row) {
+        let prepared = match prepare(info, *i, batch, row) {
             Ok(p) => p,
             Err(reason) => {
-                report.parked.push(Parked {
+                reports[*i].parked.push(Parked {
                     row: Some(row.index),
                     reason,
                 });
@@ -172,7 +189,7 @@ pub async fn apply_batch(
         .execute(&mut *conn)
         .await
         .map_err(PgError::query("savepoint"))?;
-    let failed: Vec<(u32, String)> = match write_rows(conn, info, &writes).await {
+    let failed: Vec<((usize, u32), String)> = match write_rows(conn, info, &writes).await {
         Ok(()) => Vec::new(),
         Err(e) if is_transient_sqlx(&e) => return Err(PgError::query("write rows")(e)),
         Err(_) => {
@@ -183,26 +200,25 @@ pub async fn apply_batch(
             one_by_one(conn, info, &writes).await?
         }
     };
-    let failed_rows: std::collections::HashSet<u32> = failed.iter().map(|(i, _)| *i).collect();
-    for (index, reason) in failed {
-        report.parked.push(Parked {
+    let failed_rows: std::collections::HashSet<(usize, u32)> =
+        failed.iter().map(|(id, _)| *id).collect();
+    for ((batch, index), reason) in failed {
+        reports[batch].parked.push(Parked {
             row: Some(index),
             reason,
         });
     }
     let mut versions = Vec::new();
     for (key, _, p) in &rows {
-        if failed_rows.contains(&p.row.index) {
+        if failed_rows.contains(&(p.batch, p.row.index)) {
             continue;
         }
-        report.applied += 1;
-        versions.push((
-            *key,
-            stored_after(p.row.op, batch.hlc, &batch.origin, p.row.index),
-        ));
+        reports[p.batch].applied += 1;
+        let b = batches[p.batch];
+        versions.push((*key, stored_after(p.row.op, b.hlc, &b.origin, p.row.index)));
     }
     write_versions(conn, &tbl, &versions).await?;
-    Ok(report)
+    Ok(reports)
 }
 
 async fn read_versions(
@@ -276,7 +292,7 @@ async fn one_by_one(
     conn: &mut PgConnection,
     info: &TableInfo,
     writes: &[&Prepared<'_>],
-) -> Result<Vec<(u32, String)>, PgError> {
+) -> Result<Vec<((usize, u32), String)>, PgError> {
     let mut failed = Vec::new();
     for p in writes {
         sqlx::query("SAVEPOINT meshsync_row")
@@ -291,15 +307,18 @@ async fn one_by_one(
                     .execute(&mut *conn)
                     .await
                     .map_err(PgError::query("rollback to savepoint"))?;
+                // The server's message may quote the value; name only the code and constraint.
                 let reason = match &e {
                     sqlx::Error::Database(db) => format!(
-                        "postgres refused the row ({}): {}",
+                        "postgres refused the row (SQLSTATE {}{})",
                         db.code().unwrap_or_default(),
-                        db.message()
+                        db.constraint()
+                            .map(|c| format!(", constraint {c}"))
+                            .unwrap_or_default()
                     ),
-                    other => format!("postgres refused the row: {other}"),
+                    _ => "postgres refused the row".to_owned(),
                 };
-                failed.push((p.row.index, reason));
+                failed.push(((p.batch, p.row.index), reason));
             }
         }
     }
