@@ -31,16 +31,19 @@ fn the_documented_example_loads() {
 
 #[test]
 fn the_shipped_example_files_load() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/examples");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let mut n = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
+    let entries = ["docs/examples", "compose/peers"]
+        .into_iter()
+        .flat_map(|d| std::fs::read_dir(format!("{root}/{d}")).unwrap());
+    for entry in entries {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             Config::load(&path).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
             n += 1;
         }
     }
-    assert!(n > 0, "no example configs in docs/examples");
+    assert!(n >= 4, "example configs missing from docs/examples or compose/peers");
 }
 
 #[test]
