@@ -20,9 +20,6 @@ use crate::{
     types::to_sql_text,
 };
 
-/// Most bind parameters per statement (PostgreSQL allows 65,535).
-const MAX_PARAMS: usize = 30_000;
-
 /// Order-preserving map of a u64 HLC time onto bigint.
 fn time_to_i64(t: u64) -> i64 {
     (t ^ (1 << 63)) as i64
@@ -325,43 +322,57 @@ async fn one_by_one(
     Ok(failed)
 }
 
-/// Deletes, then upserts grouped by column set, in as few statements as fit.
+/// `u.c1::cast1, u.c2::cast2, .. FROM unnest($1::text[], $2::text[], ..) AS u(c1, c2, ..)`:
+/// one text array parameter per column, so a statement costs the same to plan for one row or
+/// for twenty thousand (a VALUES list with a parameter per value does not).
+fn unnest_select(cols: &[&str], casts: &[&str]) -> String {
+    let select = (0..cols.len())
+        .map(|i| format!("u.c{i}::{}", casts.get(i).copied().unwrap_or("text")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let arrays = (1..=cols.len())
+        .map(|n| format!("${n}::text[]"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let names = (0..cols.len())
+        .map(|i| format!("c{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("{select} FROM unnest({arrays}) AS u({names})")
+}
+
+/// Deletes, then upserts grouped by column set: one statement each, values as text arrays.
 async fn write_rows(
     conn: &mut PgConnection,
     info: &TableInfo,
     writes: &[&Prepared<'_>],
 ) -> Result<(), sqlx::Error> {
     let table = qualified(&info.name);
+    let key_names: Vec<&str> = info.key.iter().map(String::as_str).collect();
     let key_casts: Vec<&str> = info
         .key
         .iter()
         .map(|k| info.column(k).map(|c| c.cast.as_str()).unwrap_or("text"))
         .collect();
-    let key_list = info
-        .key
+    let key_list = key_names
         .iter()
         .map(|k| ident(k))
         .collect::<Vec<_>>()
         .join(", ");
 
     let deletes: Vec<&&Prepared<'_>> = writes.iter().filter(|p| p.row.op == Op::Delete).collect();
-    for chunk in deletes.chunks((MAX_PARAMS / info.key.len().max(1)).max(1)) {
-        let mut sql = format!("DELETE FROM {table} WHERE ({key_list}) IN (");
-        let mut n = 0;
-        for (i, _) in chunk.iter().enumerate() {
-            sql.push_str(if i == 0 { "(" } else { ", (" });
-            for (j, cast) in key_casts.iter().enumerate() {
-                n += 1;
-                sql.push_str(&format!("{}${n}::{cast}", if j == 0 { "" } else { ", " }));
-            }
-            sql.push(')');
-        }
-        sql.push(')');
+    if !deletes.is_empty() {
+        let sql = format!(
+            "DELETE FROM {table} WHERE ({key_list}) IN (SELECT {})",
+            unnest_select(&key_names, &key_casts)
+        );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for p in chunk {
-            for k in &p.key {
-                q = q.bind(k.clone());
-            }
+        for k in 0..key_names.len() {
+            let column: Vec<Option<String>> = deletes
+                .iter()
+                .map(|p| p.key.get(k).cloned().flatten())
+                .collect();
+            q = q.bind(column);
         }
         q.execute(&mut *conn).await?;
     }
@@ -376,10 +387,10 @@ async fn write_rows(
         }
     }
     for (cols, rows) in groups {
-        let mut all: Vec<&str> = info
-            .key
+        // Key columns the cells do not carry come from the key.
+        let mut all: Vec<&str> = key_names
             .iter()
-            .map(String::as_str)
+            .copied()
             .filter(|k| !cols.contains(k))
             .collect();
         let from_key = all.len();
@@ -391,7 +402,7 @@ async fn write_rows(
         let non_key: Vec<&str> = cols
             .iter()
             .copied()
-            .filter(|c| !info.key.iter().any(|k| k == c))
+            .filter(|c| !key_names.contains(c))
             .collect();
         let conflict = if non_key.is_empty() {
             "DO NOTHING".to_owned()
@@ -405,34 +416,28 @@ async fn write_rows(
                     .join(", ")
             )
         };
-        for chunk in rows.chunks((MAX_PARAMS / all.len().max(1)).max(1)) {
-            let mut sql = format!(
-                "INSERT INTO {table} ({}) VALUES ",
-                all.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
-            );
-            let mut n = 0;
-            for (i, _) in chunk.iter().enumerate() {
-                sql.push_str(if i == 0 { "(" } else { ", (" });
-                for (j, cast) in casts.iter().enumerate() {
-                    n += 1;
-                    sql.push_str(&format!("{}${n}::{cast}", if j == 0 { "" } else { ", " }));
-                }
-                sql.push(')');
-            }
-            sql.push_str(&format!(" ON CONFLICT ({key_list}) {conflict}"));
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for p in chunk {
-                // Key columns the cells do not carry come from the key.
-                for name in &all[..from_key] {
-                    let pos = info.key.iter().position(|k| k == name).unwrap_or(0);
-                    q = q.bind(p.key.get(pos).cloned().flatten());
-                }
-                for (_, v) in &p.cells {
-                    q = q.bind(v.clone());
-                }
-            }
-            q.execute(&mut *conn).await?;
+        let sql = format!(
+            "INSERT INTO {table} ({}) SELECT {} ON CONFLICT ({key_list}) {conflict}",
+            all.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", "),
+            unnest_select(&all, &casts)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for name in &all[..from_key] {
+            let pos = key_names.iter().position(|k| k == name).unwrap_or(0);
+            let column: Vec<Option<String>> = rows
+                .iter()
+                .map(|p| p.key.get(pos).cloned().flatten())
+                .collect();
+            q = q.bind(column);
         }
+        for i in 0..cols.len() {
+            let column: Vec<Option<String>> = rows
+                .iter()
+                .map(|p| p.cells.get(i).and_then(|(_, v)| v.clone()))
+                .collect();
+            q = q.bind(column);
+        }
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }
