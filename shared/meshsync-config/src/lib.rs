@@ -4,6 +4,7 @@
 //! and [`Config::validate`] checks everything it can without I/O; its errors name the field
 //! and the fix. Secrets (database URLs may hold passwords) never show in `Debug` output.
 
+mod env;
 mod model;
 mod secret;
 mod validate;
@@ -47,10 +48,16 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Reads, parses and validates a config file.
+    /// Reads, parses and validates a config file, with `MESHSYNC__SECTION__KEY` environment
+    /// variables overriding its values (e.g. `MESHSYNC__DATABASE__URL` keeps a password out of
+    /// the file).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let text = env::apply(&text, std::env::vars()).map_err(|source| ConfigError::Parse {
             path: shown.clone(),
             source,
         })?;

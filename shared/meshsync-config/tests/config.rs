@@ -43,7 +43,10 @@ fn the_shipped_example_files_load() {
             n += 1;
         }
     }
-    assert!(n >= 4, "example configs missing from docs/examples or compose/peers");
+    assert!(
+        n >= 4,
+        "example configs missing from docs/examples or compose/peers"
+    );
 }
 
 #[test]
