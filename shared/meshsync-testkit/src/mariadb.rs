@@ -99,6 +99,9 @@ impl MariaDb {
                     .arg(format!("--log-bin={}", base.join("binlog").display()))
                     .arg(format!("--server-id={server_id}"))
                     .arg(format!("--log-error={}", log.display()))
+                    // Its own folder for temporary tables: parallel servers sharing /tmp
+                    // have been seen deleting each other's files.
+                    .arg(format!("--tmpdir={}", base.display()))
                     .args([
                         "--binlog-format=ROW",
                         "--binlog-row-image=FULL",

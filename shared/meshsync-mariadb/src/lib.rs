@@ -1,0 +1,17 @@
+//! MariaDB side of meshsync: capture from the ROW binlog and the type mapping for apply.
+//!
+//! - [`check`]: refuses a server whose binlog settings capture cannot work with.
+//! - [`catalog`]: columns, types and primary keys from `information_schema`.
+//! - [`types`]: binlog values to [`meshsync_core::Value`] and back to bindable SQL values.
+//! - [`source`]: [`source::MariaDbSource`], committed transactions with GTID resume states.
+//!
+//! See README.md for the type mapping table and the server settings.
+
+pub mod catalog;
+pub mod check;
+pub mod error;
+pub mod source;
+pub mod types;
+
+pub use error::MariaDbError;
+pub use source::{CapturedTxn, MariaDbSource, RowImage, SourceConfig, SourceEvent};

@@ -1,0 +1,15 @@
+//! Capture from the MariaDB binlog: committed transactions of the configured tables, in
+//! commit order, with the GTID state to resume from after each.
+//!
+//! - [`gtid`]: GTIDs, the resume state, the MariaDB-only GTID and GTID_LIST event bodies.
+//! - [`row`]: row images (key, old key, cells with [`meshsync_core::Cell::Kept`]) from
+//!   decoded binlog rows.
+//! - [`stream`]: [`MariaDbSource`], the binlog connection and the transaction assembly.
+
+pub mod gtid;
+pub mod row;
+pub mod stream;
+
+pub use gtid::{Gtid, GtidState};
+pub use row::RowImage;
+pub use stream::{CapturedTxn, MariaDbSource, SourceConfig, SourceEvent, current_gtid_state};

@@ -1,0 +1,127 @@
+//! Row images from decoded binlog rows: the primary key and the cells of an insert, update or
+//! delete. Columns are matched by name (binlog_row_metadata=FULL sends names), so a column
+//! the image lacks is [`Cell::Unchanged`] rather than a shifted value.
+
+use mysql_async::binlog::row::BinlogRow;
+
+use meshsync_core::{Cell, Op, TableName, Value};
+
+use crate::{catalog::TableInfo, error::MariaDbError, types::from_binlog};
+
+/// One row change, ready to become a [`meshsync_core::Change`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowImage {
+    /// What happened.
+    pub op: Op,
+    /// The table.
+    pub table: TableName,
+    /// Primary key (the new one for an update), in key column order.
+    pub key: Vec<(String, Value)>,
+    /// For an update that changed the key: the old key, so the caller can emit its delete.
+    pub old_key: Option<Vec<(String, Value)>>,
+    /// Every column in table order; empty for a delete. For an update, a column equal to its
+    /// before-image is [`Cell::Kept`], a changed one [`Cell::Value`].
+    pub columns: Vec<(String, Cell)>,
+}
+
+/// The values of `row` in the table's column order (`None` where the image lacks a column).
+fn values(table: &TableInfo, row: &BinlogRow) -> Result<Vec<Option<Value>>, MariaDbError> {
+    let names = row.columns_ref();
+    let mut out = Vec::with_capacity(table.columns.len());
+    for (i, col) in table.columns.iter().enumerate() {
+        // With names (FULL metadata) match by name; without, binlog names are `@<index>`.
+        let j = names
+            .iter()
+            .position(|c| c.name_ref() == col.name.as_bytes())
+            .or_else(|| {
+                let fallback = format!("@{i}");
+                names
+                    .iter()
+                    .position(|c| c.name_ref() == fallback.as_bytes())
+            });
+        let v = match j.and_then(|j| row.as_ref(j)) {
+            Some(bv) => Some(
+                from_binlog(bv, &col.ty).map_err(|source| MariaDbError::Type {
+                    table: table.name.clone(),
+                    column: col.name.clone(),
+                    source: Box::new(source),
+                })?,
+            ),
+            None => None,
+        };
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// The primary key out of column values.
+fn key_of(table: &TableInfo, vals: &[Option<Value>]) -> Result<Vec<(String, Value)>, MariaDbError> {
+    table
+        .key
+        .iter()
+        .map(|k| {
+            table
+                .columns
+                .iter()
+                .position(|c| &c.name == k)
+                .and_then(|i| vals.get(i).cloned().flatten())
+                .map(|v| (k.clone(), v))
+                .ok_or_else(|| MariaDbError::SchemaMismatch {
+                    table: table.name.clone(),
+                    why: format!("the row image has no value for key column {k:?}"),
+                })
+        })
+        .collect()
+}
+
+/// The row image of one decoded row (`before` for update/delete, `after` for insert/update).
+pub fn row_image(
+    table: &TableInfo,
+    before: Option<&BinlogRow>,
+    after: Option<&BinlogRow>,
+) -> Result<RowImage, MariaDbError> {
+    let before = before.map(|r| values(table, r)).transpose()?;
+    let after = after.map(|r| values(table, r)).transpose()?;
+    let names = table.columns.iter().map(|c| c.name.clone());
+    let (op, key, old_key, columns) = match (before, after) {
+        (None, Some(after)) => {
+            let key = key_of(table, &after)?;
+            let cols = names
+                .zip(after)
+                .map(|(n, v)| (n, v.map_or(Cell::Unchanged, Cell::Value)))
+                .collect();
+            (Op::Insert, key, None, cols)
+        }
+        (Some(before), Some(after)) => {
+            let key = key_of(table, &after)?;
+            let old = key_of(table, &before)?;
+            let old_key = (old != key).then_some(old);
+            let cols = names
+                .zip(after.into_iter().zip(before))
+                .map(|(n, (a, b))| {
+                    let cell = match (a, b) {
+                        (None, _) => Cell::Unchanged,
+                        (Some(a), Some(b)) if a == b => Cell::Kept(a),
+                        (Some(a), _) => Cell::Value(a),
+                    };
+                    (n, cell)
+                })
+                .collect();
+            (Op::Update, key, old_key, cols)
+        }
+        (Some(before), None) => (Op::Delete, key_of(table, &before)?, None, Vec::new()),
+        (None, None) => {
+            return Err(MariaDbError::Decode(format!(
+                "row event for {} with neither a before nor an after image",
+                table.name
+            )));
+        }
+    };
+    Ok(RowImage {
+        op,
+        table: table.name.clone(),
+        key,
+        old_key,
+        columns,
+    })
+}

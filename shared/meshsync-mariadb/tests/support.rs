@@ -1,0 +1,102 @@
+//! Shared helpers: a server with one database, SQL execution, reading transactions.
+
+use std::time::Duration;
+
+use meshsync_core::TableName;
+use meshsync_mariadb::{CapturedTxn, MariaDbSource, SourceConfig, SourceEvent};
+use meshsync_testkit::MariaDb;
+use sqlx::MySqlConnection;
+use tempfile::TempDir;
+
+/// Runs SQL text (one or more statements).
+pub async fn exec(conn: &mut MySqlConnection, sql: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// A MariaDB with its own `--tmpdir`: parallel servers sharing `/tmp` were seen failing
+/// `information_schema` queries ("Error on delete of '/tmp/#sql-temptable-...'").
+pub struct Server {
+    /// The server (declared first: it stops before its temporary folder is deleted).
+    pub m: MariaDb,
+    /// Its temporary-table folder.
+    _tmp: TempDir,
+}
+
+impl std::ops::Deref for Server {
+    type Target = MariaDb;
+    fn deref(&self) -> &MariaDb {
+        &self.m
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut MariaDb {
+        &mut self.m
+    }
+}
+
+/// A started server (with `extra` arguments) and its own temporary folder.
+pub async fn start_with(extra: &[&str]) -> Server {
+    let tmp = tempfile::Builder::new()
+        .prefix("meshsync-mariadb-tmp-")
+        .tempdir()
+        .unwrap();
+    let arg = format!("--tmpdir={}", tmp.path().display());
+    let mut args = vec![arg.as_str()];
+    args.extend_from_slice(extra);
+    Server {
+        m: MariaDb::start_with(&args).await.unwrap(),
+        _tmp: tmp,
+    }
+}
+
+/// A started server with database `db` created.
+pub async fn server(db: &str) -> Server {
+    let m = start_with(&[]).await;
+    m.create_database(db).await.unwrap();
+    m
+}
+
+/// Capture config for `tables` of `db`, resuming from `resume`.
+pub fn config(m: &MariaDb, db: &str, tables: &[&str], resume: &str) -> SourceConfig {
+    SourceConfig {
+        url: m.url(db),
+        server_id: 4_000_000_000 - m.server_id(),
+        tables: tables.iter().map(|t| TableName::new(db, *t)).collect(),
+        resume: resume.to_owned(),
+        heartbeat: Duration::from_millis(300),
+    }
+}
+
+/// The next transaction that has rows (others, e.g. DDL, are skipped).
+pub async fn next_rows(src: &mut MariaDbSource) -> CapturedTxn {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), src.next_event())
+            .await
+            .expect("a transaction within 20 s")
+            .unwrap()
+        {
+            SourceEvent::Txn(t) if !t.rows.is_empty() => return t,
+            _ => {}
+        }
+    }
+}
+
+/// Reads until a heartbeat arrives, returning the transactions with rows seen before it.
+pub async fn drain(src: &mut MariaDbSource) -> Vec<CapturedTxn> {
+    let mut out = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), src.next_event())
+            .await
+            .expect("an event within 20 s")
+            .unwrap()
+        {
+            SourceEvent::Heartbeat => return out,
+            SourceEvent::Txn(t) if !t.rows.is_empty() => out.push(t),
+            SourceEvent::Txn(_) => {}
+        }
+    }
+}
