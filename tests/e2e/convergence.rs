@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use meshsync_e2e::{checker, workload};
+use meshsync_e2e::workload;
 
 use crate::support::Mesh;
 
@@ -29,25 +29,44 @@ async fn three_postgres_peers_converge_under_conflicting_writes() {
         writes.extend(t.await.unwrap().unwrap());
     }
 
-    checker::wait_quiet(
-        &mesh.client,
-        "MESH",
-        writes.len(),
-        &mesh.consumers(),
-        Duration::from_secs(120),
-    )
-    .await
-    .unwrap();
-    let rows = checker::rows_of(&checker::read_stream(&mesh.client, "MESH").await.unwrap());
-    checker::check_stream_matches_writes(&rows, &writes).unwrap();
+    let expected = mesh
+        .assert_converged(&writes, Duration::from_secs(120))
+        .await;
 
-    let expected = checker::expected(&rows);
-    for p in &mesh.peers {
-        let got = p.rows().await.unwrap();
-        assert_eq!(
-            got, expected,
-            "peer {} holds something other than the winners",
-            p.id
-        );
+    // `meshsync verify` agrees, and notices a row changed behind the mesh's back.
+    let configs: Vec<std::path::PathBuf> = mesh.peers.iter().map(|p| p.config.clone()).collect();
+    let (ok, out) = verify(&configs);
+    assert!(ok, "verify should report identical peers:\n{out}");
+    assert!(out.contains("public.items: identical on a, b, c"), "{out}");
+    let mut mesh = mesh;
+    for p in &mut mesh.peers {
+        drop(p.agent.take());
     }
+    let mut c = mesh.peers[2].connect().await.unwrap();
+    let victim = expected.first().expect("some rows survive the workload").0;
+    sqlx::query("UPDATE public.items SET v = 'tampered' WHERE id = $1")
+        .bind(victim)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let (ok, out) = verify(&configs);
+    assert!(!ok, "verify must fail on a diverged peer:\n{out}");
+    assert!(
+        out.contains("DIFFERS between a") && out.contains(&format!("key {victim}")),
+        "{out}"
+    );
+}
+
+/// Runs `meshsync verify` on the configs: (exit status 0, stdout).
+fn verify(configs: &[std::path::PathBuf]) -> (bool, String) {
+    let mut cmd = std::process::Command::new(meshsync_e2e::agent::binary().unwrap());
+    cmd.arg("verify");
+    for c in configs {
+        cmd.arg("--config").arg(c);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }

@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use meshsync_e2e::{agent::Agent, checker, workload};
+use meshsync_e2e::{agent::Agent, workload};
 
 use crate::support::Mesh;
 
@@ -51,21 +51,8 @@ async fn recapture_after_a_crash_between_publish_and_confirm_keeps_ids_and_stamp
     agent.restart().unwrap();
     writes.extend(workload::run(&mut conn, "a", 8, 10, 10).await.unwrap());
 
-    checker::wait_quiet(
-        &mesh.client,
-        "MESH",
-        writes.len(),
-        &mesh.consumers(),
-        Duration::from_secs(120),
-    )
-    .await
-    .unwrap();
-    let rows = checker::rows_of(&checker::read_stream(&mesh.client, "MESH").await.unwrap());
-    checker::check_stream_matches_writes(&rows, &writes).unwrap();
-    let expected = checker::expected(&rows);
-    for p in &mesh.peers {
-        assert_eq!(p.rows().await.unwrap(), expected, "peer {}", p.id);
-    }
+    mesh.assert_converged(&writes, Duration::from_secs(120))
+        .await;
 
     // Transactions published before the crash and again after it carry the same stamp.
     let log = mesh.peers[0].agent.as_ref().unwrap().log();
@@ -122,19 +109,6 @@ async fn kill9_of_an_agent_and_of_postgres_mid_stream_still_converges() {
     let mut conn = mesh.peers[2].connect().await.unwrap();
     writes.extend(workload::run(&mut conn, "c", 999, 40, 15).await.unwrap());
 
-    checker::wait_quiet(
-        &mesh.client,
-        "MESH",
-        writes.len(),
-        &mesh.consumers(),
-        Duration::from_secs(180),
-    )
-    .await
-    .unwrap();
-    let rows = checker::rows_of(&checker::read_stream(&mesh.client, "MESH").await.unwrap());
-    checker::check_stream_matches_writes(&rows, &writes).unwrap();
-    let expected = checker::expected(&rows);
-    for p in &mesh.peers {
-        assert_eq!(p.rows().await.unwrap(), expected, "peer {} diverged", p.id);
-    }
+    mesh.assert_converged(&writes, Duration::from_secs(180))
+        .await;
 }

@@ -75,4 +75,36 @@ impl Mesh {
             .map(|p| format!("apply_{}", p.id))
             .collect()
     }
+
+    /// Waits until the mesh is quiet after `writes`, then checks that the stream holds each
+    /// committed write exactly once (I7) and that every peer holds, per key, the write with the
+    /// highest (HLC, origin, index), deleted keys absent (I1, I2, I3). Returns what they hold.
+    pub async fn assert_converged(
+        &self,
+        writes: &[meshsync_e2e::checker::Write],
+        timeout: Duration,
+    ) -> Vec<(i32, String, Option<i64>)> {
+        use meshsync_e2e::checker;
+        checker::wait_quiet(
+            &self.client,
+            "MESH",
+            writes.len(),
+            &self.consumers(),
+            timeout,
+        )
+        .await
+        .unwrap();
+        let rows = checker::rows_of(&checker::read_stream(&self.client, "MESH").await.unwrap());
+        checker::check_stream_matches_writes(&rows, writes).unwrap();
+        let expected = checker::expected(&rows);
+        for p in &self.peers {
+            assert_eq!(
+                p.rows().await.unwrap(),
+                expected,
+                "peer {} holds something other than the winners",
+                p.id
+            );
+        }
+        expected
+    }
 }

@@ -92,6 +92,29 @@ impl fmt::Display for TableName {
 #[serde(transparent)]
 pub struct SchemaVersion(pub u64);
 
+impl SchemaVersion {
+    /// The version of a table shape given as (column name, type name) in table order:
+    /// FNV-1a 64 over both, stable across processes, platforms and Rust versions.
+    pub fn of_columns<N: AsRef<str>, T: AsRef<str>>(
+        columns: impl IntoIterator<Item = (N, T)>,
+    ) -> Self {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (name, ty) in columns {
+            for b in name
+                .as_ref()
+                .bytes()
+                .chain([0])
+                .chain(ty.as_ref().bytes())
+                .chain([0])
+            {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        SchemaVersion(h)
+    }
+}
+
 impl fmt::Display for SchemaVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:016x}", self.0)

@@ -157,20 +157,7 @@ pub async fn load_one(
 
 /// FNV-1a over names and types: stable across processes and versions of Rust.
 pub fn schema_version(columns: &[Column]) -> SchemaVersion {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for c in columns {
-        for b in c
-            .name
-            .bytes()
-            .chain([0])
-            .chain(c.ty.to_string().bytes())
-            .chain([0])
-        {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    SchemaVersion(h)
+    SchemaVersion::of_columns(columns.iter().map(|c| (c.name.as_str(), c.ty.to_string())))
 }
 
 #[cfg(test)]
