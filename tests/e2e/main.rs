@@ -1,6 +1,7 @@
 //! End-to-end scenarios: real nats-server, real PostgreSQL peers, real agent processes.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+mod causality;
 mod convergence;
 mod dlq;
 mod faults;
