@@ -10,6 +10,7 @@ use async_nats::jetstream::{
 };
 use futures::StreamExt;
 use meshsync_core::{Cell, ChangeBatch, Hlc, Op, Value};
+use meshsync_nats::inbox::is_drained;
 use meshsync_testkit::wait_until;
 
 /// A write a test client committed.
@@ -188,18 +189,12 @@ pub async fn wait_drained(
     consumers: &[String],
     timeout: Duration,
 ) -> Result<()> {
-    let js = jetstream::new(client.clone());
     for name in consumers {
-        let js = js.clone();
-        wait_until(&format!("consumer {name} drained"), timeout, || {
-            let js = js.clone();
-            async move {
-                let s = js.get_stream(stream).await.ok()?;
-                let mut c: jetstream::consumer::PullConsumer = s.get_consumer(name).await.ok()?;
-                let info = c.info().await.ok()?;
-                (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
-            }
-        })
+        wait_until(
+            &format!("consumer {name} drained"),
+            timeout,
+            || async move { is_drained(client, stream, name).await.then_some(()) },
+        )
         .await?;
     }
     Ok(())

@@ -20,7 +20,10 @@ use meshsync_nats::publisher::{PendingAck, Publisher};
 use meshsync_pg::{
     catalog::TableInfo,
     setup::Names,
-    source::stream::{ConnParts, PgSource, SourceEvent},
+    source::{
+        resume::{self, ResumePoint},
+        stream::{ConnParts, PgSource, SourceEvent},
+    },
 };
 use sqlx::{Connection, PgConnection};
 use tokio::sync::mpsc;
@@ -31,56 +34,10 @@ use crate::{
     failpoint,
 };
 
-/// Where capture may resume and the HLC fold's value there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ResumePoint {
-    /// Commit end LSN of the last transaction fully handled.
-    pub lsn: u64,
-    /// The fold's value after it.
-    pub hlc: Hlc,
-}
-
 /// A transaction on its way through publishing.
 struct InFlight {
     point: ResumePoint,
     acks: Vec<PendingAck>,
-}
-
-/// Reads the stored resume point of `slot`.
-pub async fn load_resume(conn: &mut PgConnection, slot: &str) -> Result<ResumePoint> {
-    let row: Option<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT lsn, hlc_time, hlc_node FROM meshsync.capture_state WHERE slot = $1",
-    )
-    .bind(slot)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(match row {
-        Some((lsn, t, n)) => ResumePoint {
-            lsn: lsn as u64,
-            hlc: Hlc {
-                time: (t as u64) ^ (1 << 63),
-                node: n as u64,
-            },
-        },
-        None => ResumePoint {
-            lsn: 0,
-            hlc: Hlc::ZERO,
-        },
-    })
-}
-
-async fn store_resume(conn: &mut PgConnection, slot: &str, p: ResumePoint) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO meshsync.capture_state (slot, lsn, hlc_time, hlc_node) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (slot) DO UPDATE SET lsn = EXCLUDED.lsn, hlc_time = EXCLUDED.hlc_time, hlc_node = EXCLUDED.hlc_node",
-    )
-    .bind(slot)
-    .bind(p.lsn as i64)
-    .bind((p.hlc.time ^ (1 << 63)) as i64)
-    .bind(p.hlc.node as i64)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 /// The stamp of a local transaction: after its commit time and after everything before it.
@@ -115,7 +72,7 @@ pub async fn run(ctx: &CaptureContext) -> Result<()> {
     let mut control = PgConnection::connect(&ctx.url)
         .await
         .context("connect for capture state")?;
-    let mut resume = load_resume(&mut control, &ctx.names.slot).await?;
+    let mut resume = resume::load(&mut control, &ctx.names.slot).await?;
     let mut source = PgSource::connect(&ctx.parts, &ctx.names, ctx.tables.clone()).await?;
     info!(slot = %ctx.names.slot, lsn = resume.lsn, "capture started");
 
@@ -192,7 +149,7 @@ pub async fn run(ctx: &CaptureContext) -> Result<()> {
             }
             _ = tick.tick() => {
                 if resume != stored {
-                    store_resume(&mut control, &ctx.names.slot, resume).await?;
+                    resume::store(&mut control, &ctx.names.slot, resume).await?;
                     stored = resume;
                     source.confirm(Acked::after_pub_ack(resume.lsn));
                 } else if let Some(end) = idle_end.filter(|e| outstanding == 0 && *e > resume.lsn && *e >= last_seen) {

@@ -10,6 +10,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
+use meshsync_nats::inbox::is_drained;
 use meshsync_testkit::{NatsServer, Postgres, wait_until};
 use sqlx::{PgConnection, Row};
 
@@ -134,19 +135,11 @@ pub async fn run() -> Result<bool> {
         total += w.await??;
     }
     println!("\n{total} writes committed. Waiting for every peer to apply everything...");
-    let js = async_nats::jetstream::new(client.clone());
     for peer in PEERS {
         let name = format!("apply_{peer}");
         wait_until("the mesh to drain", Duration::from_secs(120), || {
-            let js = js.clone();
-            let name = name.clone();
-            async move {
-                let s = js.get_stream("MESH").await.ok()?;
-                let mut c: async_nats::jetstream::consumer::PullConsumer =
-                    s.get_consumer(&name).await.ok()?;
-                let info = c.info().await.ok()?;
-                (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
-            }
+            let (client, name) = (client.clone(), name.clone());
+            async move { is_drained(&client, "MESH", &name).await.then_some(()) }
         })
         .await?;
     }

@@ -127,16 +127,6 @@ impl Inbox {
                 })
         }))
     }
-
-    /// Messages not yet delivered plus delivered but unacked (for "drained" checks).
-    pub async fn backlog(&mut self) -> Result<(u64, usize), NatsError> {
-        let info = self.consumer.info().await.map_err(|e| NatsError::Consume {
-            stream: self.stream.clone(),
-            consumer: self.durable.clone(),
-            source: e.into(),
-        })?;
-        Ok((info.num_pending, info.num_ack_pending))
-    }
 }
 
 impl Delivery {
@@ -195,4 +185,19 @@ impl Delivery {
             .await
             .map_err(|e| self.ack_error(e))
     }
+}
+
+/// Whether durable `consumer` on `stream` has applied everything: nothing left to deliver and
+/// nothing delivered but unacked. `false` while the stream or consumer does not exist yet.
+pub async fn is_drained(client: &async_nats::Client, stream: &str, consumer: &str) -> bool {
+    let js = jetstream::new(client.clone());
+    let Ok(s) = js.get_stream(stream).await else {
+        return false;
+    };
+    let Ok(mut c) = s.get_consumer::<pull::Config>(consumer).await else {
+        return false;
+    };
+    c.info()
+        .await
+        .is_ok_and(|i| i.num_pending == 0 && i.num_ack_pending == 0)
 }

@@ -11,6 +11,7 @@ pub mod types;
 pub mod apply;
 pub mod catalog;
 pub mod error;
+mod hlc_column;
 pub mod setup;
 pub mod verify;
 

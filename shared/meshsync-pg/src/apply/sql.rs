@@ -17,17 +17,9 @@ use super::{
 use crate::{
     catalog::{TableInfo, ident, qualified},
     error::{PgError, is_transient_sqlx},
+    hlc_column,
     types::to_sql_text,
 };
-
-/// Order-preserving map of a u64 HLC time onto bigint.
-fn time_to_i64(t: u64) -> i64 {
-    (t ^ (1 << 63)) as i64
-}
-
-fn time_from_i64(t: i64) -> u64 {
-    (t as u64) ^ (1 << 63)
-}
 
 /// Canonical text of a key: the same on every peer for the same key values.
 pub fn key_text(key: &[Value]) -> String {
@@ -236,10 +228,7 @@ async fn read_versions(
         .into_iter()
         .map(|r| {
             let v = StoredVersion {
-                hlc: meshsync_core::Hlc {
-                    time: time_from_i64(r.get("hlc_time")),
-                    node: r.get::<i64, _>("hlc_node") as u64,
-                },
+                hlc: hlc_column::from_columns(r.get("hlc_time"), r.get("hlc_node")),
                 origin: r.get("origin"),
                 index: r.get::<i32, _>("idx") as u32,
                 deleted: r.get("deleted"),
@@ -258,11 +247,10 @@ async fn write_versions(
         return Ok(());
     }
     let pks: Vec<&str> = versions.iter().map(|(k, _)| *k).collect();
-    let times: Vec<i64> = versions
+    let (times, nodes): (Vec<i64>, Vec<i64>) = versions
         .iter()
-        .map(|(_, v)| time_to_i64(v.hlc.time))
-        .collect();
-    let nodes: Vec<i64> = versions.iter().map(|(_, v)| v.hlc.node as i64).collect();
+        .map(|(_, v)| hlc_column::to_columns(v.hlc))
+        .unzip();
     let origins: Vec<&str> = versions.iter().map(|(_, v)| v.origin.as_str()).collect();
     let idx: Vec<i32> = versions.iter().map(|(_, v)| v.index as i32).collect();
     let deleted: Vec<bool> = versions.iter().map(|(_, v)| v.deleted).collect();

@@ -2,5 +2,6 @@
 
 pub mod pgoutput;
 mod reader;
+pub mod resume;
 pub mod row;
 pub mod stream;
