@@ -38,6 +38,7 @@ async fn a_write_after_applying_a_change_from_a_fast_clock_still_wins() {
                 Cell::Value(Value::Text("remote".into())),
                 Cell::Value(Value::Int(1)),
             ],
+            deltas: Vec::new(),
         }],
     };
     let js = jetstream::new(mesh.client.clone());

@@ -43,6 +43,7 @@ fn batch(table: &str, hlc: Hlc, position: &str, rows: Vec<(i64, Cell)>) -> Chang
                     Cell::Value(Value::Text(format!("row {id}"))),
                     n,
                 ],
+                deltas: Vec::new(),
             })
             .collect(),
     }

@@ -63,6 +63,7 @@ pub fn batches<'i>(
                 op,
                 key,
                 cells,
+                deltas: Vec::new(),
             };
             index += 1;
             let fits = out.last().is_some_and(|b| {

@@ -52,15 +52,17 @@ pub struct RowChange {
     pub key: Vec<Value>,
     /// Cells in the order of [`ChangeBatch::columns`]; empty for a delete.
     pub cells: Vec<Cell>,
+    /// For counter columns the change wrote: (position in [`ChangeBatch::columns`], new value
+    /// minus the value before, at the origin). A counter travels as deltas, so concurrent
+    /// increments add up instead of overwriting each other.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deltas: Vec<(u32, i64)>,
 }
 
 impl ChangeBatch {
-    /// The version every row of this batch writes.
-    pub fn version(&self) -> Version {
-        Version {
-            hlc: self.hlc,
-            origin: self.origin.clone(),
-        }
+    /// The version `row` of this batch writes.
+    pub fn row_version(&self, row: &RowChange) -> Version {
+        Version::new(self.hlc, self.origin.clone(), row.index)
     }
 
     /// The distinct operations present, in insert/update/delete order (`Mesh-Op`).

@@ -98,9 +98,6 @@ pub struct Change {
 impl Change {
     /// The version this change writes.
     pub fn version(&self) -> Version {
-        Version {
-            hlc: self.hlc,
-            origin: self.origin.clone(),
-        }
+        Version::new(self.hlc, self.origin.clone(), self.index)
     }
 }

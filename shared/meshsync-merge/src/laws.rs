@@ -45,7 +45,7 @@ pub fn hlc() -> impl Strategy<Value = Hlc> {
 
 /// A version from [`hlc`] and [`peer`].
 pub fn version() -> impl Strategy<Value = Version> {
-    (hlc(), peer()).prop_map(|(hlc, origin)| Version { hlc, origin })
+    (hlc(), peer(), 0u32..3).prop_map(|(hlc, origin, index)| Version::new(hlc, origin, index))
 }
 
 /// A value of any kind, including NaN, signed zeros, equal numbers of different kinds, decimal

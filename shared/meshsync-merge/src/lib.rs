@@ -64,6 +64,7 @@ mod config;
 #[cfg(feature = "laws")]
 pub mod laws;
 mod order;
+mod plan;
 mod policy;
 mod row;
 mod set;
@@ -72,7 +73,10 @@ mod state;
 pub use builtin::{Counter, Lww, Max, Min, OriginPriority, SetUnion};
 pub use config::{BUILTIN_NAMES, PolicyError, PolicyKind, PolicySet, Resolved, TablePolicies};
 pub use order::{cmp_opt_values, cmp_values, values_equal};
+pub use plan::{
+    ConflictRecord, Outcome, PlannedRow, RowInput, StateError, StoredRow, TablePlan, plan_table,
+};
 pub use policy::{ConflictKind, Joined, MergePolicy, Winner, combine, pick};
-pub use row::{Conflict, IncomingRow, RowAction, RowMerge, merge_row};
+pub use row::{Conflict, IncomingRow, RowAction, RowMerge, merge_row, row_action};
 pub use set::{canonical_array, canonical_json, union_arrays};
 pub use state::{Breakpoint, CellState, ColumnState, CounterParts, PnTotals, RowState};

@@ -226,6 +226,11 @@ fn add_written(
     conflict
 }
 
+/// What apply must do to turn the table row of `before` into that of `after`.
+pub fn row_action(before: &RowState, after: &RowState) -> RowAction {
+    diff(before.visible(), after.visible())
+}
+
 /// What changed between two visible rows.
 fn diff(
     before: Option<BTreeMap<String, Value>>,

@@ -7,5 +7,6 @@
 mod config;
 mod custom;
 mod laws;
+mod plan;
 mod rows;
 mod support;

@@ -10,10 +10,7 @@ pub fn peer(id: &str) -> PeerId {
 
 /// A version at `time` from `origin`.
 pub fn ver(time: u64, origin: &str) -> Version {
-    Version {
-        hlc: Hlc { time, node: 0 },
-        origin: peer(origin),
-    }
+    Version::new(Hlc { time, node: 0 }, peer(origin), 0)
 }
 
 /// A change with the given cells.

@@ -38,6 +38,7 @@ fn batch(origin: &str, position: &str, v: i64) -> ChangeBatch {
             op: Op::Insert,
             key: vec![Value::Int(v)],
             cells: vec![Cell::Value(Value::Int(v)), Cell::Value(Value::Int(v))],
+            deltas: Vec::new(),
         }],
     }
 }

@@ -53,6 +53,7 @@ fn batch() -> impl Strategy<Value = ChangeBatch> {
             op,
             key,
             cells,
+            deltas: Vec::new(),
         });
     (
         any::<u64>(),
@@ -111,12 +112,14 @@ fn sample() -> ChangeBatch {
                 op: Op::Insert,
                 key: vec![Value::Int(1)],
                 cells: vec![Value::Int(1).into(), Value::Float(f64::NAN).into()],
+                deltas: Vec::new(),
             },
             RowChange {
                 index: 1,
                 op: Op::Delete,
                 key: vec![Value::Int(2)],
                 cells: vec![],
+                deltas: Vec::new(),
             },
         ],
     }

@@ -1,0 +1,236 @@
+//! Merging a table's incoming batches into the stored row states, the same for every engine:
+//! the apply sink reads the states of the keys involved, calls [`plan_table`], then writes
+//! the planned rows and states in one transaction.
+
+use std::collections::{BTreeMap, HashMap};
+
+use meshsync_core::{ChangeBatch, Op, PeerId, RowChange, Value, Version};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    config::TablePolicies,
+    row::{Conflict, IncomingRow, RowAction, merge_row, row_action},
+    state::{CounterParts, RowState},
+};
+
+/// What a peer stores per replicated row: the merge state and, per counter column and origin,
+/// the newest version whose delta is already counted (a delta travels once per change, so
+/// redelivery must not add it twice).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRow {
+    /// The merge state.
+    pub state: RowState,
+    /// Counter column -> origin -> newest counted version.
+    #[serde(default)]
+    pub counted: BTreeMap<String, BTreeMap<PeerId, Version>>,
+}
+
+/// A stored state that cannot be read back: written by a newer meshsync, or damaged.
+#[derive(Debug, thiserror::Error)]
+#[error("stored row state is unreadable ({0}); was it written by a newer meshsync?")]
+pub struct StateError(#[source] rmp_serde::decode::Error);
+
+impl StoredRow {
+    /// The stored bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain data into a Vec cannot fail.
+        rmp_serde::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads stored bytes.
+    pub fn decode(bytes: &[u8]) -> Result<StoredRow, StateError> {
+        rmp_serde::from_slice(bytes).map_err(StateError)
+    }
+}
+
+/// One incoming row, ready to merge: which batch it came from and its key as the sink
+/// normalises it (the same bytes for the same row whatever the origin's engine).
+#[derive(Clone, Debug)]
+pub struct RowInput<'b> {
+    /// Position of the batch in the slice given to [`plan_table`].
+    pub batch: usize,
+    /// The row.
+    pub row: &'b RowChange,
+    /// Normalised key.
+    pub key: Vec<u8>,
+}
+
+/// How one incoming row fared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It changed the stored state.
+    Applied,
+    /// It changed nothing: older than what is stored, or already applied (I4).
+    Superseded,
+}
+
+/// The result for one key.
+#[derive(Clone, Debug)]
+pub struct PlannedRow<'b> {
+    /// Normalised key.
+    pub key: Vec<u8>,
+    /// Key values, from the last incoming row of the key.
+    pub key_values: &'b [Value],
+    /// What to write to the table; `None` when the table already holds it (this peer's own
+    /// write, never overwritten: only its state is recorded).
+    pub write: Option<RowAction>,
+    /// The state to store.
+    pub stored: StoredRow,
+    /// Whether `stored` differs from what was read (otherwise nothing to write at all).
+    pub state_changed: bool,
+    /// Positions in the input of the rows that made it.
+    pub inputs: Vec<usize>,
+}
+
+/// A conflict with the values involved.
+#[derive(Clone, Debug)]
+pub struct ConflictRecord<'b> {
+    /// Key values.
+    pub key_values: &'b [Value],
+    /// The resolution.
+    pub conflict: Conflict,
+    /// Value of the stored side (column conflicts only).
+    pub local_value: Option<Value>,
+    /// Value of the incoming side (column conflicts only).
+    pub incoming_value: Option<Value>,
+}
+
+/// The merge of one table's rows.
+#[derive(Clone, Debug, Default)]
+pub struct TablePlan<'b> {
+    /// One per distinct key, in order of first appearance.
+    pub rows: Vec<PlannedRow<'b>>,
+    /// One per input row.
+    pub outcomes: Vec<Outcome>,
+    /// Conflicts resolved on the way.
+    pub conflicts: Vec<ConflictRecord<'b>>,
+}
+
+/// Merges `inputs` (in stream order, then transaction order) of `batches` into `stored`.
+/// `me` is this peer: a key with no stored state whose changes are all its own is already in
+/// the table, so only its state is recorded.
+pub fn plan_table<'b>(
+    batches: &[&'b ChangeBatch],
+    inputs: &[RowInput<'b>],
+    stored: &HashMap<Vec<u8>, StoredRow>,
+    policies: &TablePolicies,
+    me: &PeerId,
+) -> TablePlan<'b> {
+    let mut plan = TablePlan {
+        outcomes: vec![Outcome::Superseded; inputs.len()],
+        ..TablePlan::default()
+    };
+    let mut by_key: HashMap<&[u8], usize> = HashMap::new();
+    let mut before: Vec<Option<&StoredRow>> = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        let batch = batches[input.batch];
+        let slot = *by_key.entry(input.key.as_slice()).or_insert_with(|| {
+            let found = stored.get(&input.key);
+            before.push(found);
+            plan.rows.push(PlannedRow {
+                key: input.key.clone(),
+                key_values: &input.row.key,
+                write: None,
+                stored: found.cloned().unwrap_or_default(),
+                state_changed: false,
+                inputs: Vec::new(),
+            });
+            plan.rows.len() - 1
+        });
+        let row = &mut plan.rows[slot];
+        row.key_values = &input.row.key;
+        row.inputs.push(i);
+        let version = batch.row_version(input.row);
+        let incoming = IncomingRow {
+            op: input.row.op,
+            version: version.clone(),
+            cells: if input.row.op == Op::Delete {
+                Vec::new()
+            } else {
+                batch
+                    .columns
+                    .iter()
+                    .cloned()
+                    .zip(input.row.cells.iter().cloned())
+                    .collect()
+            },
+            counters: counter_parts(&mut row.stored, batch, input.row, &version),
+        };
+        let merged = merge_row(&row.stored.state, &incoming, policies);
+        for conflict in merged.conflicts {
+            let (local_value, incoming_value) = match &conflict.column {
+                Some(c) => (
+                    row.stored.state.cell(c).and_then(|s| s.value.clone()),
+                    incoming
+                        .cells
+                        .iter()
+                        .find(|(n, _)| n == c)
+                        .and_then(|(_, cell)| cell.value().cloned()),
+                ),
+                None => (None, None),
+            };
+            plan.conflicts.push(ConflictRecord {
+                key_values: &input.row.key,
+                conflict,
+                local_value,
+                incoming_value,
+            });
+        }
+        if merged.state != row.stored.state {
+            plan.outcomes[i] = Outcome::Applied;
+            row.stored.state = merged.state;
+        }
+    }
+    for (row, before) in plan.rows.iter_mut().zip(before) {
+        let empty = RowState::default();
+        let old = before.map(|b| &b.state).unwrap_or(&empty);
+        row.state_changed = before != Some(&row.stored);
+        let own_only = row
+            .inputs
+            .iter()
+            .all(|i| batches[inputs[*i].batch].origin == *me);
+        row.write = match row_action(old, &row.stored.state) {
+            RowAction::None => None,
+            _ if before.is_none() && own_only => None,
+            action => Some(action),
+        };
+    }
+    plan
+}
+
+/// The cumulative counter parts of `origin` after this row's deltas, counting each delta once
+/// (see [`StoredRow::counted`]).
+fn counter_parts(
+    stored: &mut StoredRow,
+    batch: &ChangeBatch,
+    row: &RowChange,
+    version: &Version,
+) -> BTreeMap<String, CounterParts> {
+    let mut out = BTreeMap::new();
+    for (pos, delta) in &row.deltas {
+        let Some(column) = batch.columns.get(*pos as usize) else {
+            continue;
+        };
+        let current = stored
+            .state
+            .columns
+            .get(column)
+            .and_then(|c| c.current())
+            .and_then(|c| c.parts.clone())
+            .unwrap_or_default();
+        let own = CounterParts::from_totals([(
+            batch.origin.clone(),
+            current.get(&batch.origin).pos,
+            current.get(&batch.origin).neg,
+        )]);
+        let counted = stored.counted.entry(column.clone()).or_default();
+        let parts = if counted.get(&batch.origin).is_some_and(|v| v >= version) {
+            own
+        } else {
+            counted.insert(batch.origin.clone(), version.clone());
+            own.with_delta(&batch.origin, i128::from(*delta))
+        };
+        out.insert(column.clone(), parts);
+    }
+    out
+}

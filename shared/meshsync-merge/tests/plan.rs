@@ -1,0 +1,218 @@
+//! `plan_table`: batches of one table merged into stored states, as apply sinks use it.
+
+use std::collections::HashMap;
+
+use meshsync_core::{
+    Cell, ChangeBatch, Hlc, Op, RowChange, SchemaVersion, SourcePosition, TableName, TxnId, Value,
+};
+use meshsync_merge::{
+    Outcome, PolicyKind, RowAction, RowInput, StoredRow, TablePlan, TablePolicies, plan_table,
+};
+
+use crate::support::peer;
+
+fn batch(origin: &str, time: u64, rows: Vec<RowChange>) -> ChangeBatch {
+    ChangeBatch {
+        origin: peer(origin),
+        database: "db".into(),
+        table: TableName::parse("public.t").unwrap(),
+        hlc: Hlc { time, node: 0 },
+        position: SourcePosition(format!("{time:016x}")),
+        txn: TxnId(time.to_string()),
+        chunk: 0,
+        schema: SchemaVersion(1),
+        key_columns: vec!["id".into()],
+        columns: vec!["id".into(), "v".into(), "n".into()],
+        rows,
+    }
+}
+
+fn row(index: u32, op: Op, id: i64, v: Option<&str>, n: Option<(i64, i64)>) -> RowChange {
+    let cells = if op == Op::Delete {
+        Vec::new()
+    } else {
+        vec![
+            Cell::Value(Value::Int(id)),
+            v.map_or(Cell::Unchanged, |v| Cell::Value(Value::Text(v.into()))),
+            n.map_or(Cell::Unchanged, |(n, _)| Cell::Value(Value::Int(n))),
+        ]
+    };
+    RowChange {
+        index,
+        op,
+        key: vec![Value::Int(id)],
+        cells,
+        deltas: n.map(|(_, d)| vec![(2, d)]).unwrap_or_default(),
+    }
+}
+
+fn key(id: i64) -> Vec<u8> {
+    id.to_be_bytes().to_vec()
+}
+
+/// Plans `batches` against `stored` and stores the result back, as a sink would.
+fn run<'b>(
+    batches: &[&'b ChangeBatch],
+    stored: &mut HashMap<Vec<u8>, StoredRow>,
+    policies: &TablePolicies,
+    me: &str,
+) -> TablePlan<'b> {
+    let inputs: Vec<RowInput<'b>> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| {
+            b.rows.iter().map(move |r| RowInput {
+                batch: i,
+                row: r,
+                key: key(r.key[0].clone().as_int()),
+            })
+        })
+        .collect();
+    let plan = plan_table(batches, &inputs, stored, policies, &peer(me));
+    for r in &plan.rows {
+        stored.insert(r.key.clone(), r.stored.clone());
+    }
+    plan
+}
+
+trait AsInt {
+    fn as_int(self) -> i64;
+}
+
+impl AsInt for Value {
+    fn as_int(self) -> i64 {
+        match self {
+            Value::Int(i) => i,
+            other => panic!("not an int: {other:?}"),
+        }
+    }
+}
+
+fn lww_column() -> TablePolicies {
+    TablePolicies::new(PolicyKind::LwwColumn)
+}
+
+#[test]
+fn later_change_of_a_key_in_one_transaction_wins() {
+    let b = batch(
+        "a",
+        10,
+        vec![
+            row(0, Op::Insert, 1, Some("first"), None),
+            row(1, Op::Update, 1, Some("second"), None),
+        ],
+    );
+    let mut stored = HashMap::new();
+    let plan = run(&[&b], &mut stored, &lww_column(), "me");
+    assert_eq!(plan.outcomes, vec![Outcome::Applied, Outcome::Applied]);
+    let Some(RowAction::Insert(cols)) = &plan.rows[0].write else {
+        panic!("expected an insert, got {:?}", plan.rows[0].write);
+    };
+    assert_eq!(cols.get("v"), Some(&Value::Text("second".into())));
+}
+
+#[test]
+fn own_new_rows_are_recorded_not_written_and_redelivery_is_superseded() {
+    let b = batch("me", 10, vec![row(0, Op::Insert, 1, Some("x"), None)]);
+    let mut stored = HashMap::new();
+    let plan = run(&[&b], &mut stored, &lww_column(), "me");
+    assert!(plan.rows[0].write.is_none(), "own row is already there");
+    assert!(plan.rows[0].state_changed);
+    let again = run(&[&b], &mut stored, &lww_column(), "me");
+    assert_eq!(again.outcomes, vec![Outcome::Superseded]);
+    assert!(!again.rows[0].state_changed && again.rows[0].write.is_none());
+    // The same change from another peer's point of view is written.
+    let mut other = HashMap::new();
+    let plan = run(&[&b], &mut other, &lww_column(), "you");
+    assert!(matches!(plan.rows[0].write, Some(RowAction::Insert(_))));
+}
+
+#[test]
+fn concurrent_updates_of_different_columns_both_survive() {
+    let base = batch(
+        "a",
+        10,
+        vec![row(0, Op::Insert, 1, Some("v0"), Some((0, 0)))],
+    );
+    let from_b = batch("b", 20, vec![row(0, Op::Update, 1, Some("from b"), None)]);
+    let from_c = batch("c", 21, vec![row(0, Op::Update, 1, None, Some((5, 5)))]);
+    let mut first = HashMap::new();
+    run(&[&base, &from_b, &from_c], &mut first, &lww_column(), "x");
+    let mut second = HashMap::new();
+    run(&[&from_c, &base], &mut second, &lww_column(), "x");
+    run(&[&from_b], &mut second, &lww_column(), "x");
+    assert_eq!(first, second, "delivery order changes nothing");
+    let row = first[&key(1)].state.visible().unwrap();
+    assert_eq!(row.get("v"), Some(&Value::Text("from b".into())));
+    assert_eq!(row.get("n"), Some(&Value::Int(5)));
+}
+
+#[test]
+fn counter_deltas_add_up_once_each_in_any_order() {
+    let policies = TablePolicies::new(PolicyKind::LwwColumn).with_column("n", PolicyKind::Counter);
+    let base = batch(
+        "a",
+        10,
+        vec![row(0, Op::Insert, 1, Some("c"), Some((0, 0)))],
+    );
+    let inc_a = batch("a", 20, vec![row(0, Op::Update, 1, None, Some((1, 1)))]);
+    let inc_b = batch("b", 21, vec![row(0, Op::Update, 1, None, Some((2, 2)))]);
+    let inc_c = batch("c", 22, vec![row(0, Op::Update, 1, None, Some((-3, -3)))]);
+    let inc_a2 = batch("a", 30, vec![row(0, Op::Update, 1, None, Some((5, 4)))]);
+    let mut one = HashMap::new();
+    run(
+        &[&base, &inc_a, &inc_b, &inc_c, &inc_a2],
+        &mut one,
+        &policies,
+        "x",
+    );
+    let mut two = HashMap::new();
+    // Other order, with every message delivered twice.
+    run(&[&base, &inc_c, &inc_c], &mut two, &policies, "x");
+    run(&[&inc_b, &inc_a], &mut two, &policies, "x");
+    run(
+        &[&inc_a, &inc_b, &inc_a2, &inc_a2],
+        &mut two,
+        &policies,
+        "x",
+    );
+    assert_eq!(one, two);
+    let n = one[&key(1)].state.visible().unwrap()["n"].clone();
+    assert_eq!(n, Value::Int(1 + 2 - 3 + 4), "each delta counted once");
+}
+
+#[test]
+fn delete_beats_older_update_and_loses_to_newer_one() {
+    let base = batch("a", 10, vec![row(0, Op::Insert, 1, Some("v"), None)]);
+    let del = batch("b", 30, vec![row(0, Op::Delete, 1, None, None)]);
+    let older = batch("c", 20, vec![row(0, Op::Update, 1, Some("old"), None)]);
+    let mut stored = HashMap::new();
+    run(&[&base, &del], &mut stored, &lww_column(), "x");
+    let plan = run(&[&older], &mut stored, &lww_column(), "x");
+    assert_eq!(plan.outcomes, vec![Outcome::Superseded]);
+    assert!(plan.rows[0].write.is_none());
+    assert!(
+        plan.conflicts
+            .iter()
+            .any(|c| c.conflict.policy == "tombstone"),
+        "the delete-vs-update conflict is reported"
+    );
+    let newer = batch("c", 40, vec![row(0, Op::Insert, 1, Some("back"), None)]);
+    let plan = run(&[&newer], &mut stored, &lww_column(), "x");
+    assert!(matches!(plan.rows[0].write, Some(RowAction::Insert(_))));
+}
+
+#[test]
+fn stored_rows_round_trip_and_garbage_is_an_error() {
+    let b = batch(
+        "a",
+        10,
+        vec![row(0, Op::Insert, 1, Some("x"), Some((3, 3)))],
+    );
+    let policies = TablePolicies::new(PolicyKind::LwwColumn).with_column("n", PolicyKind::Counter);
+    let mut stored = HashMap::new();
+    run(&[&b], &mut stored, &policies, "x");
+    let s = &stored[&key(1)];
+    assert_eq!(&StoredRow::decode(&s.encode()).unwrap(), s);
+    assert!(StoredRow::decode(b"\xc1 not msgpack").is_err());
+}
