@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use meshsync_core::{ChangeBatch, Op, PeerId, RowChange, Value, Version};
+use meshsync_core::{ChangeBatch, Op, PeerId, RowChange, TableName, Value, Version};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -82,11 +82,14 @@ pub struct PlannedRow<'b> {
     pub inputs: Vec<usize>,
 }
 
-/// A conflict with the values involved.
-#[derive(Clone, Debug)]
-pub struct ConflictRecord<'b> {
+/// A resolved conflict with what a person needs to read it: the row, the versions, the policy,
+/// the winner and (for column conflicts) the two values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConflictRecord {
+    /// The table.
+    pub table: TableName,
     /// Key values.
-    pub key_values: &'b [Value],
+    pub key_values: Vec<Value>,
     /// The resolution.
     pub conflict: Conflict,
     /// Value of the stored side (column conflicts only).
@@ -103,7 +106,7 @@ pub struct TablePlan<'b> {
     /// One per input row.
     pub outcomes: Vec<Outcome>,
     /// Conflicts resolved on the way.
-    pub conflicts: Vec<ConflictRecord<'b>>,
+    pub conflicts: Vec<ConflictRecord>,
 }
 
 /// Merges `inputs` (in stream order, then transaction order) of `batches` into `stored`.
@@ -170,7 +173,8 @@ pub fn plan_table<'b>(
                 None => (None, None),
             };
             plan.conflicts.push(ConflictRecord {
-                key_values: &input.row.key,
+                table: batch.table.clone(),
+                key_values: input.row.key.clone(),
                 conflict,
                 local_value,
                 incoming_value,

@@ -61,7 +61,7 @@ pub struct ConflictKind {
 }
 
 /// The side a conflict went to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Winner {
     /// The stored state was kept; the incoming value was discarded.

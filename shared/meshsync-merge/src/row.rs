@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use meshsync_core::{Cell, Change, Op, Value, Version};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     config::{Resolved, TablePolicies},
@@ -53,7 +53,7 @@ pub enum RowAction {
 }
 
 /// One resolved conflict, for the conflict stream and metrics.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conflict {
     /// The column; `None` for the row (a delete against an insert/update).
     pub column: Option<String>,
