@@ -11,7 +11,9 @@ mod validate;
 
 use std::path::Path;
 
-pub use model::{ClockConfig, Config, DatabaseConfig, Engine, NatsConfig, PeerConfig};
+pub use model::{
+    ClockConfig, Config, DatabaseConfig, Engine, MergeConfig, NatsConfig, PeerConfig, TableMerge,
+};
 pub use secret::Secret;
 pub use validate::Invalid;
 

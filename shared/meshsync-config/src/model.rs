@@ -20,6 +20,52 @@ pub struct Config {
     /// Clock-sanity settings (I11).
     #[serde(default)]
     pub clock: ClockConfig,
+    /// How concurrent writes merge, and which conflicts are logged with values.
+    #[serde(default)]
+    pub merge: MergeConfig,
+}
+
+/// `[merge]`: the merge policies. Every peer of a mesh must use the same policies, or the
+/// peers merge the same changes differently and do not converge.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeConfig {
+    /// Policy of every column without a more specific one: `lww-column` (default), `lww`,
+    /// `max`, `min`, `counter`, `set-union`, `origin-priority:<peer>,<peer>,...` or a custom
+    /// policy registered in the binary.
+    #[serde(default = "default_policy")]
+    pub default: String,
+    /// Tables whose conflict records carry no values (keys, versions and winners only).
+    #[serde(default)]
+    pub sensitive: Vec<String>,
+    /// Per-table policies, by `schema.table`.
+    #[serde(default)]
+    pub tables: std::collections::BTreeMap<String, TableMerge>,
+}
+
+/// `[merge.tables."schema.table"]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableMerge {
+    /// The table's default policy (else `merge.default`).
+    pub policy: Option<String>,
+    /// Per-column policies, e.g. `{ stock = "counter", tags = "set-union" }`.
+    #[serde(default)]
+    pub columns: std::collections::BTreeMap<String, String>,
+}
+
+fn default_policy() -> String {
+    "lww-column".to_owned()
+}
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        MergeConfig {
+            default: default_policy(),
+            sensitive: Vec::new(),
+            tables: Default::default(),
+        }
+    }
 }
 
 /// `[peer]`

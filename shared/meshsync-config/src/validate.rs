@@ -109,6 +109,24 @@ impl Config {
                 ));
             }
         }
+        let replicated: HashSet<TableName> = seen;
+        let named = self
+            .merge
+            .sensitive
+            .iter()
+            .map(|t| ("merge.sensitive", t))
+            .chain(self.merge.tables.keys().map(|t| ("merge.tables", t)));
+        for (field, t) in named {
+            let name = TableName::parse(t)
+                .map_err(|e| invalid(format!("{field}.{t}"), e.to_string(), "fix the name"))?;
+            if !replicated.contains(&name) {
+                return Err(invalid(
+                    format!("{field}.{t}"),
+                    format!("{t:?} is not a replicated table"),
+                    "add it to database.tables or remove it here",
+                ));
+            }
+        }
         if self.clock.future_bound_ms == 0 || self.clock.future_bound_ms > 3_600_000 {
             return Err(invalid(
                 "clock.future_bound_ms",

@@ -98,3 +98,26 @@ fn errors_do_not_leak_passwords() {
     let err = Config::from_toml(&text, "test.toml").unwrap_err();
     assert!(!format!("{err} {err:?}").contains("hunter2"));
 }
+
+#[test]
+fn merge_policies_load_and_must_name_replicated_tables() {
+    let with_merge = format!(
+        "{EXAMPLE}\n[merge]\ndefault = \"lww\"\nsensitive = [\"public.items\"]\n\
+         [merge.tables.\"public.items\"]\npolicy = \"lww-column\"\n\
+         columns = {{ stock = \"counter\", tags = \"set-union\" }}\n"
+    );
+    let c = Config::from_toml(&with_merge, "test.toml").unwrap();
+    assert_eq!(c.merge.default, "lww");
+    let items = &c.merge.tables["public.items"];
+    assert_eq!(items.policy.as_deref(), Some("lww-column"));
+    assert_eq!(items.columns["stock"], "counter");
+    assert_eq!(
+        Config::from_toml(EXAMPLE, "t.toml").unwrap().merge.default,
+        "lww-column",
+        "column-level LWW is the default"
+    );
+    let stray = format!("{EXAMPLE}\n[merge.tables.\"public.other\"]\npolicy = \"lww\"\n");
+    assert_eq!(field_of(&stray), "merge.tables.public.other");
+    let stray = format!("{EXAMPLE}\n[merge]\nsensitive = [\"public.other\"]\n");
+    assert_eq!(field_of(&stray), "merge.sensitive.public.other");
+}
