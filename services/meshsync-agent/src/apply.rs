@@ -11,9 +11,10 @@ use anyhow::Result;
 use futures::StreamExt;
 use meshsync_core::{PeerId, TableName};
 use meshsync_hlc::Clock;
+use meshsync_merge::PolicySet;
 use meshsync_nats::{
     dead_letter::DeadLetters,
-    inbox::{Delivery, Inbox},
+    inbox::{Delivery, Inbox, InboxSettings},
 };
 use meshsync_pg::{apply::PgSink, catalog::TableInfo, setup::Names};
 use meshsync_wire::decode;
@@ -34,8 +35,14 @@ pub struct ApplyContext {
     pub names: Names,
     /// Shapes of the replicated tables.
     pub tables: HashMap<TableName, TableInfo>,
-    /// The consumer.
-    pub inbox: Inbox,
+    /// NATS, for the consumer.
+    pub client: async_nats::Client,
+    /// The stream apply consumes (global stream or site copy).
+    pub stream: String,
+    /// The durable consumer's settings.
+    pub inbox: InboxSettings,
+    /// The merge policies.
+    pub policies: PolicySet,
     /// Where bad messages go.
     pub dead_letters: DeadLetters,
     /// The peer's clock (shared with capture).
@@ -57,17 +64,26 @@ pub async fn run(ctx: &ApplyContext) -> Result<()> {
         &ctx.url,
         &ctx.names,
         ctx.tables.clone(),
+        ctx.policies.clone(),
         ctx.peer.clone(),
         consumer,
     )
     .await?;
     let mut checkpoint = sink.checkpoint().await?;
+    // The database's checkpoint, not the consumer's ack state, says where to go on: whatever
+    // a crashed run left unacked comes back first, in stream order.
+    let first = Inbox::stream_first_sequence(ctx.client.clone(), &ctx.stream).await?;
+    if checkpoint > 0 && first > checkpoint + 1 {
+        warn!(
+            checkpoint,
+            first,
+            "the stream no longer holds messages this peer has not applied (removed by its \
+             limits while the peer was away); run `meshsync verify` and resynchronise"
+        );
+    }
+    let inbox = Inbox::open_at(ctx.client.clone(), &ctx.stream, &ctx.inbox, checkpoint + 1).await?;
     info!(checkpoint, "apply started");
-    let mut messages = ctx
-        .inbox
-        .messages()
-        .await?
-        .ready_chunks(MAX_MESSAGES_PER_TXN);
+    let mut messages = inbox.messages().await?.ready_chunks(MAX_MESSAGES_PER_TXN);
     while let Some(chunk) = messages.next().await {
         let deliveries: Vec<Delivery> = chunk.into_iter().collect::<Result<_, _>>()?;
         if let Err(e) = apply_chunk(ctx, &mut sink, &mut checkpoint, &deliveries).await {

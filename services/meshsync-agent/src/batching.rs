@@ -1,7 +1,11 @@
 //! Turning one captured transaction into change batches: one per table, split into chunks at
 //! fixed row counts, so a re-capture produces the same batches with the same ids (I6).
 
-use meshsync_core::{Cell, ChangeBatch, Hlc, Op, PeerId, RowChange, SourcePosition, TxnId};
+use std::collections::HashMap;
+
+use meshsync_core::{
+    Cell, ChangeBatch, Hlc, Op, PeerId, RowChange, SourcePosition, TableName, TxnId, Value,
+};
 use meshsync_pg::{catalog::TableInfo, source::row::RowImage};
 
 /// Most row changes in one NATS message (well under the 1 MiB default payload for rows of
@@ -28,10 +32,12 @@ pub fn position_of(lsn: u64) -> SourcePosition {
 }
 
 /// The batches of one transaction, in order. `info` finds a table's shape.
+/// `counters` lists, per table, the columns merged as counters: their deltas travel along.
 pub fn batches<'i>(
     header: &TxnHeader<'_>,
     rows: Vec<RowImage>,
     info: impl Fn(&meshsync_core::TableName) -> Option<&'i TableInfo>,
+    counters: &HashMap<TableName, Vec<String>>,
 ) -> Vec<ChangeBatch> {
     let mut out: Vec<ChangeBatch> = Vec::new();
     let mut index: u32 = 0;
@@ -47,23 +53,29 @@ pub fn batches<'i>(
                 old.iter().map(|(_, v)| v.clone()).collect(),
                 Vec::new(),
                 Vec::new(),
+                Vec::new(),
             ));
         }
         let names: Vec<String> = row.columns.iter().map(|(n, _)| n.clone()).collect();
         let cells: Vec<Cell> = row.columns.into_iter().map(|(_, c)| c).collect();
+        let deltas = counters
+            .get(&row.table)
+            .map(|c| deltas(row.op, &names, &cells, &row.previous, c))
+            .unwrap_or_default();
         changes.push((
             row.op,
             row.key.into_iter().map(|(_, v)| v).collect(),
             names,
             cells,
+            deltas,
         ));
-        for (op, key, names, cells) in changes {
+        for (op, key, names, cells, deltas) in changes {
             let change = RowChange {
                 index,
                 op,
                 key,
                 cells,
-                deltas: Vec::new(),
+                deltas,
             };
             index += 1;
             let fits = out.last().is_some_and(|b| {
@@ -100,6 +112,34 @@ pub fn batches<'i>(
     // are also unique per transaction here, since the id carries no table.
     for (i, b) in out.iter_mut().enumerate() {
         b.chunk = i as u32;
+    }
+    out
+}
+
+/// The counter deltas of one row: for each written counter column holding an integer, the new
+/// value minus the one before (an insert starts from 0, as does a column that was NULL). A
+/// written counter whose value before is unknown, or a difference beyond i64, travels as a
+/// plain write.
+fn deltas(
+    op: Op,
+    names: &[String],
+    cells: &[Cell],
+    previous: &[(String, Value)],
+    counters: &[String],
+) -> Vec<(u32, i64)> {
+    let mut out = Vec::new();
+    for (pos, (name, cell)) in names.iter().zip(cells).enumerate() {
+        let (Cell::Value(Value::Int(new)), true) = (cell, counters.contains(name)) else {
+            continue;
+        };
+        let before = match (op, previous.iter().find(|(n, _)| n == name)) {
+            (Op::Insert, _) | (_, Some((_, Value::Null))) => Some(0),
+            (_, Some((_, Value::Int(old)))) => Some(*old),
+            _ => None,
+        };
+        if let Some(delta) = before.and_then(|b| new.checked_sub(b)) {
+            out.push((pos as u32, delta));
+        }
     }
     out
 }

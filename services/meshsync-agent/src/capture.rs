@@ -63,6 +63,8 @@ pub struct CaptureContext {
     pub names: Names,
     /// Shapes of the replicated tables.
     pub tables: HashMap<TableName, TableInfo>,
+    /// Per table, the columns merged as counters (their deltas are captured).
+    pub counters: HashMap<TableName, Vec<String>>,
     /// Where batches go.
     pub publisher: Publisher,
 }
@@ -131,7 +133,7 @@ pub async fn run(ctx: &CaptureContext) -> Result<()> {
                             position: position_of(txn.end_lsn),
                             txn: TxnId(txn.xid.to_string()),
                         };
-                        for batch in batches(&header, txn.rows, |t| ctx.tables.get(t)) {
+                        for batch in batches(&header, txn.rows, |t| ctx.tables.get(t), &ctx.counters) {
                             acks.push(ctx.publisher.send(&batch).await?);
                         }
                         debug!(lsn = txn.end_lsn, hlc = %fold, batches = acks.len(), "transaction published");

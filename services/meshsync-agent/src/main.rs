@@ -9,6 +9,7 @@ mod demo;
 mod failpoint;
 mod metrics;
 mod peer;
+mod policies;
 mod telemetry;
 mod verify;
 

@@ -8,11 +8,7 @@ use meshsync_config::{Config, Engine};
 use meshsync_core::{PeerId, TableName};
 use meshsync_hlc::{Clock, NodeId};
 use meshsync_nats::{
-    Topology,
-    dead_letter::DeadLetters,
-    inbox::{Inbox, InboxSettings},
-    provision,
-    publisher::Publisher,
+    Topology, dead_letter::DeadLetters, inbox::InboxSettings, provision, publisher::Publisher,
 };
 use meshsync_pg::{
     catalog,
@@ -71,6 +67,15 @@ pub async fn run(config: Config) -> Result<()> {
         config.clock.future_bound(),
     ));
     let counters = Arc::new(Counters::default());
+    let policies = crate::policies::from_config(&config.merge)?;
+    let counter_columns = shapes
+        .iter()
+        .map(|(name, info)| {
+            let columns: Vec<String> = info.columns.iter().map(|c| c.name.clone()).collect();
+            let counters = crate::policies::counter_columns(&policies, name, &columns);
+            (name.clone(), counters)
+        })
+        .collect();
     let capture_ctx = capture::CaptureContext {
         peer: peer.clone(),
         node: clock.node(),
@@ -78,20 +83,18 @@ pub async fn run(config: Config) -> Result<()> {
         parts: ConnParts::from_url(&url)?,
         names: names.clone(),
         tables: shapes.clone(),
+        counters: counter_columns,
         publisher: Publisher::new(client.clone(), endpoints.publish_subject.clone()),
     };
-    let inbox = Inbox::open(
-        client.clone(),
-        &endpoints.consume_stream,
-        &InboxSettings::for_durable(format!("apply_{peer}")),
-    )
-    .await?;
     let apply_ctx = apply::ApplyContext {
         peer: peer.clone(),
         url,
         names,
         tables: shapes,
-        inbox,
+        client: client.clone(),
+        stream: endpoints.consume_stream.clone(),
+        inbox: InboxSettings::for_durable(format!("apply_{peer}")),
+        policies,
         dead_letters: DeadLetters::new(client.clone(), endpoints.dead_letter_subject.clone()),
         clock,
         counters: Arc::clone(&counters),

@@ -226,6 +226,12 @@ impl PolicySet {
         Ok(set)
     }
 
+    /// Sets the mesh-wide default (after registering any custom policy it names).
+    pub fn set_default(&mut self, spec: &str) -> Result<(), PolicyError> {
+        self.default = self.resolve(spec)?;
+        Ok(())
+    }
+
     /// Registers a custom policy under `name`, usable in every later spec.
     pub fn register_custom(
         &mut self,

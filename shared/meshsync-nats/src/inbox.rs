@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{
     self, AckKind, Message,
-    consumer::{AckPolicy, PullConsumer, pull},
+    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
 };
 use futures::{Stream, StreamExt};
 
@@ -82,6 +82,68 @@ impl Inbox {
             stream: stream.to_owned(),
             durable: settings.durable.clone(),
         })
+    }
+
+    /// Opens the durable consumer on `stream` so that it delivers from `start_sequence` on,
+    /// in stream order: an existing consumer is replaced. Apply calls this on every start with
+    /// its committed checkpoint + 1, so messages a crashed run left unacked come back first and
+    /// in order (counter deltas rely on per-origin order), not after newer ones at `ack_wait`.
+    pub async fn open_at(
+        client: async_nats::Client,
+        stream: &str,
+        settings: &InboxSettings,
+        start_sequence: u64,
+    ) -> Result<Inbox, NatsError> {
+        let err = |e: Box<dyn std::error::Error + Send + Sync>| NatsError::Consume {
+            stream: stream.to_owned(),
+            consumer: settings.durable.clone(),
+            source: e,
+        };
+        let js = jetstream::new(client);
+        let s = js.get_stream(stream).await.map_err(|e| err(e.into()))?;
+        if s.consumer_info(&settings.durable).await.is_ok() {
+            s.delete_consumer(&settings.durable)
+                .await
+                .map_err(|e| err(e.into()))?;
+        }
+        let deliver_policy = if start_sequence <= 1 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence { start_sequence }
+        };
+        let consumer: PullConsumer = s
+            .create_consumer(pull::Config {
+                durable_name: Some(settings.durable.clone()),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: settings.ack_wait,
+                max_deliver: -1,
+                max_ack_pending: settings.max_ack_pending,
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err(e.into()))?;
+        Ok(Inbox {
+            consumer,
+            stream: stream.to_owned(),
+            durable: settings.durable.clone(),
+        })
+    }
+
+    /// The first sequence the stream still holds (older messages were removed by its limits).
+    pub async fn stream_first_sequence(
+        client: async_nats::Client,
+        stream: &str,
+    ) -> Result<u64, NatsError> {
+        let err = |e: Box<dyn std::error::Error + Send + Sync>| NatsError::Consume {
+            stream: stream.to_owned(),
+            consumer: String::new(),
+            source: e,
+        };
+        let js = jetstream::new(client);
+        let mut s = js.get_stream(stream).await.map_err(|e| err(e.into()))?;
+        let info = s.info().await.map_err(|e| err(e.into()))?;
+        Ok(info.state.first_sequence)
     }
 
     fn error(&self, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> NatsError {

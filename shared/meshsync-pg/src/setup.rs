@@ -46,20 +46,16 @@ impl Names {
     }
 }
 
-/// The `meshsync` schema: per-row versions and tombstones, the apply checkpoint, and the
+/// The `meshsync` schema: per-row merge states and tombstones, the apply checkpoint, and the
 /// capture's resume state. All written in the same transactions as the data they describe.
 const SCHEMA: &str = "
 CREATE SCHEMA IF NOT EXISTS meshsync;
--- Winning version of every replicated row, and tombstones of deleted ones (I3).
--- hlc_time is the HLC's u64 with the top bit flipped, so bigint order is HLC order.
-CREATE TABLE IF NOT EXISTS meshsync.versions (
-    tbl text NOT NULL,
-    pk text NOT NULL,
-    hlc_time bigint NOT NULL,
-    hlc_node bigint NOT NULL,
-    origin text NOT NULL,
-    idx integer NOT NULL,
-    deleted boolean NOT NULL,
+-- Merge state of every replicated row (meshsync-merge's StoredRow, MessagePack): column
+-- versions and values, counter parts, tombstones (I3). C collation: byte order, fast keys.
+CREATE TABLE IF NOT EXISTS meshsync.row_state (
+    tbl text COLLATE \"C\" NOT NULL,
+    pk bytea NOT NULL,
+    state bytea NOT NULL,
     PRIMARY KEY (tbl, pk)
 );
 -- Last stream sequence applied per consumer, committed with the data (I9).

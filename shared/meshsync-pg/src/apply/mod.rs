@@ -1,20 +1,21 @@
-//! Applying change batches to PostgreSQL: row-level last-writer-wins by (HLC, origin, index),
-//! tombstones for deletes, data + versions + checkpoint in one transaction.
+//! Applying change batches to PostgreSQL: merged by the peer's merge policies (meshsync-merge:
+//! per-column or row LWW, counters, ...), tombstones for deletes, data + row states +
+//! checkpoint in one transaction (I4, I9).
 //!
 //! The session runs under a replication origin (`meshsync_apply_<peer>`), so capture on
 //! this database drops what apply writes (I7), and every transaction emits the highest HLC it
 //! applied as a logical message, so capture stamps later local writes above it (I8).
 
-mod decide;
-mod sql;
+mod state;
+mod table;
+mod write;
 
 use std::{collections::HashMap, time::Duration};
 
 use meshsync_core::{ChangeBatch, Hlc, PeerId, TableName};
+use meshsync_merge::{ConflictRecord, PolicySet};
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 use tracing::debug;
-
-pub use decide::{Decision, StoredVersion};
 
 use crate::{catalog::TableInfo, error::PgError, setup::Names, source::stream::APPLIED_HLC_PREFIX};
 
@@ -42,6 +43,7 @@ pub struct BatchReport {
 pub struct PgSink {
     conn: PgConnection,
     tables: HashMap<TableName, TableInfo>,
+    policies: PolicySet,
     peer: PeerId,
     consumer: String,
 }
@@ -50,9 +52,11 @@ pub struct PgSink {
 pub struct ApplyTxn<'c> {
     tx: Transaction<'c, Postgres>,
     sink_tables: &'c HashMap<TableName, TableInfo>,
+    policies: &'c PolicySet,
     peer: &'c PeerId,
     consumer: &'c str,
     max_hlc: Option<Hlc>,
+    conflicts: Vec<ConflictRecord>,
 }
 
 impl PgSink {
@@ -61,6 +65,7 @@ impl PgSink {
         url: &str,
         names: &Names,
         tables: HashMap<TableName, TableInfo>,
+        policies: PolicySet,
         peer: PeerId,
         consumer: String,
     ) -> Result<PgSink, PgError> {
@@ -93,6 +98,7 @@ impl PgSink {
         Ok(PgSink {
             conn,
             tables,
+            policies,
             peer,
             consumer,
         })
@@ -119,16 +125,18 @@ impl PgSink {
         Ok(ApplyTxn {
             tx,
             sink_tables: &self.tables,
+            policies: &self.policies,
             peer: &self.peer,
             consumer: &self.consumer,
             max_hlc: None,
+            conflicts: Vec::new(),
         })
     }
 }
 
 impl ApplyTxn<'_> {
-    /// Merges batches (in stream order) into the database: per table, one version read and
-    /// one set of writes for all of them. Data problems come back as [`Parked`] rows in each
+    /// Merges batches (in stream order) into the database: per table, one state read and one
+    /// set of writes for all of them. Data problems come back as [`Parked`] rows in each
     /// batch's report (same order as `batches`); `Err` means the database itself failed (retry
     /// the whole transaction).
     pub async fn apply(&mut self, batches: &[&ChangeBatch]) -> Result<Vec<BatchReport>, PgError> {
@@ -154,13 +162,17 @@ impl ApplyTxn<'_> {
             };
             let mut good = Vec::new();
             for i in members {
-                match sql::check_shape(info, batches[i]) {
+                match table::check_shape(info, batches[i]) {
                     Ok(()) => good.push(i),
                     Err(reason) => reports[i] = park_all(reason),
                 }
             }
             let group: Vec<&ChangeBatch> = good.iter().map(|i| batches[*i]).collect();
-            let done = sql::apply_batches(&mut self.tx, info, &group, self.peer).await?;
+            let mut done = vec![BatchReport::default(); group.len()];
+            let policies = self.policies.table(table);
+            let outcome =
+                table::apply(&mut self.tx, info, &policies, &group, &mut done, self.peer).await?;
+            self.conflicts.extend(outcome.conflicts);
             for (i, report) in good.into_iter().zip(done) {
                 if report.applied > 0 && batches[i].origin != *self.peer {
                     self.max_hlc = self.max_hlc.max(Some(batches[i].hlc));
@@ -171,7 +183,13 @@ impl ApplyTxn<'_> {
         Ok(reports)
     }
 
-    /// Commits data, versions and the checkpoint `upto` together (I9).
+    /// The conflicts resolved so far in this transaction (for the conflict log, once
+    /// committed).
+    pub fn take_conflicts(&mut self) -> Vec<ConflictRecord> {
+        std::mem::take(&mut self.conflicts)
+    }
+
+    /// Commits data, row states and the checkpoint `upto` together (I9).
     pub async fn commit(mut self, upto: u64) -> Result<(), PgError> {
         sqlx::query(
             "INSERT INTO meshsync.checkpoint (consumer, stream_seq) VALUES ($1, $2)

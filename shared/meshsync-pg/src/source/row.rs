@@ -96,6 +96,9 @@ pub struct RowImage {
     pub old_key: Option<Vec<(String, Value)>>,
     /// Every published column, in table order; empty for a delete.
     pub columns: Vec<(String, Cell)>,
+    /// For an update with the full old row: the value before, of each written column (so
+    /// capture can send a counter's delta).
+    pub previous: Vec<(String, Value)>,
 }
 
 /// A row message that cannot become a [`RowImage`].
@@ -235,6 +238,7 @@ pub fn decode_row(
                 key,
                 old_key: None,
                 columns,
+                previous: Vec::new(),
             })
         }
         RowMessage::Update(m) => cx.update(m, &key_idx),
@@ -247,6 +251,7 @@ pub fn decode_row(
                 key,
                 old_key: None,
                 columns: Vec::new(),
+                previous: Vec::new(),
             })
         }
     }
@@ -347,6 +352,7 @@ impl Ctx<'_> {
             _ => None,
         };
         let mut columns = Vec::with_capacity(m.new.len());
+        let mut previous = Vec::new();
         for (i, col) in m.new.iter().enumerate() {
             let old = full_old.and_then(|t| t.get(i));
             let cell = match (col, old) {
@@ -355,6 +361,10 @@ impl Ctx<'_> {
                 }
                 (TupleColumn::UnchangedToast, _) => Cell::Unchanged,
                 (_, Some(o)) if o == col => Cell::Kept(self.value(i, col)?),
+                (_, Some(o @ (TupleColumn::Text(_) | TupleColumn::Null))) => {
+                    previous.push((self.name(i), self.value(i, o)?));
+                    Cell::Value(self.value(i, col)?)
+                }
                 _ => Cell::Value(self.value(i, col)?),
             };
             columns.push((self.name(i), cell));
@@ -389,6 +399,7 @@ impl Ctx<'_> {
             key,
             old_key,
             columns,
+            previous,
         })
     }
 }

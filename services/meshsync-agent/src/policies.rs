@@ -1,0 +1,79 @@
+//! The merge policies of this peer, from `[merge]` in its config.
+//!
+//! A custom policy is a type implementing `meshsync_merge::MergePolicy`, registered in
+//! [`register_custom`] and then named in the config like a built-in (see
+//! `docs/conflicts.md` for a complete example).
+
+use anyhow::{Context, Result};
+use meshsync_config::MergeConfig;
+use meshsync_core::TableName;
+use meshsync_merge::PolicySet;
+
+/// Registers the custom policies compiled into this binary. Add yours here, e.g.
+/// `set.register_custom("longest-text", Arc::new(LongestText))?;`
+pub fn register_custom(set: &mut PolicySet) -> Result<()> {
+    let _ = set;
+    Ok(())
+}
+
+/// The policy set `[merge]` describes; an unknown policy name fails naming its field.
+pub fn from_config(merge: &MergeConfig) -> Result<PolicySet> {
+    let mut set = PolicySet::default();
+    register_custom(&mut set)?;
+    set.set_default(&merge.default).context("merge.default")?;
+    for (table, t) in &merge.tables {
+        let name = TableName::parse(table).with_context(|| format!("merge.tables.{table}"))?;
+        if let Some(policy) = &t.policy {
+            set.set_table(&name, policy)
+                .with_context(|| format!("merge.tables.\"{table}\".policy"))?;
+        }
+        for (column, policy) in &t.columns {
+            set.set_column(&name, column, policy)
+                .with_context(|| format!("merge.tables.\"{table}\".columns.{column}"))?;
+        }
+    }
+    Ok(set)
+}
+
+/// The columns of `table` merged as counters: capture sends their deltas.
+pub fn counter_columns(set: &PolicySet, table: &TableName, columns: &[String]) -> Vec<String> {
+    let policies = set.table(table);
+    columns
+        .iter()
+        .filter(|c| policies.for_column(c).label == "counter")
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use meshsync_config::TableMerge;
+
+    use super::*;
+
+    #[test]
+    fn config_policies_reach_their_columns_and_unknown_names_fail_by_field() {
+        let mut merge = MergeConfig::default();
+        merge.tables.insert(
+            "public.items".into(),
+            TableMerge {
+                policy: Some("lww".into()),
+                columns: [("stock".to_owned(), "counter".to_owned())].into(),
+            },
+        );
+        let set = from_config(&merge).unwrap();
+        let items = TableName::parse("public.items").unwrap();
+        assert_eq!(set.table(&items).for_column("v").label, "lww");
+        let cols = ["v".to_owned(), "stock".to_owned()];
+        assert_eq!(
+            counter_columns(&set, &items, &cols),
+            vec!["stock".to_owned()]
+        );
+        let other = TableName::parse("public.other").unwrap();
+        assert_eq!(set.table(&other).for_column("v").label, "lww-column");
+
+        merge.default = "newest-please".into();
+        let err = format!("{:#}", from_config(&merge).unwrap_err());
+        assert!(err.starts_with("merge.default"), "{err}");
+    }
+}

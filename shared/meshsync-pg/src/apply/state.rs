@@ -1,0 +1,67 @@
+//! `meshsync.row_state`: the merge state of every replicated row, read and written in the
+//! apply transaction (I4).
+
+use std::collections::HashMap;
+
+use meshsync_merge::StoredRow;
+use sqlx::{PgConnection, Row};
+
+use crate::error::PgError;
+
+/// What the read found: readable states, and keys whose stored state is unreadable.
+#[derive(Default)]
+pub struct States {
+    /// Readable states by key.
+    pub rows: HashMap<Vec<u8>, StoredRow>,
+    /// Keys whose state does not decode (written by a newer meshsync, or damaged).
+    pub unreadable: Vec<Vec<u8>>,
+}
+
+/// Reads and locks the states of `keys` of table `tbl`.
+pub async fn read(conn: &mut PgConnection, tbl: &str, keys: &[&[u8]]) -> Result<States, PgError> {
+    let rows = sqlx::query(
+        "SELECT pk, state FROM meshsync.row_state WHERE tbl = $1 AND pk = ANY($2) FOR UPDATE",
+    )
+    .bind(tbl)
+    .bind(keys)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(PgError::query("read row states"))?;
+    let mut out = States::default();
+    for r in rows {
+        let pk: Vec<u8> = r.get("pk");
+        let state: Vec<u8> = r.get("state");
+        match StoredRow::decode(&state) {
+            Ok(s) => {
+                out.rows.insert(pk, s);
+            }
+            Err(_) => out.unreadable.push(pk),
+        }
+    }
+    Ok(out)
+}
+
+/// Stores the states of table `tbl` (upsert).
+pub async fn write(
+    conn: &mut PgConnection,
+    tbl: &str,
+    states: &[(&[u8], Vec<u8>)],
+) -> Result<(), PgError> {
+    if states.is_empty() {
+        return Ok(());
+    }
+    let (pks, blobs): (Vec<&[u8]>, Vec<&[u8]>) =
+        states.iter().map(|(k, s)| (*k, s.as_slice())).unzip();
+    sqlx::query(
+        "INSERT INTO meshsync.row_state (tbl, pk, state)
+         SELECT $1, * FROM unnest($2::bytea[], $3::bytea[])
+         ON CONFLICT (tbl, pk) DO UPDATE SET state = EXCLUDED.state",
+    )
+    .bind(tbl)
+    .bind(pks)
+    .bind(blobs)
+    .execute(&mut *conn)
+    .await
+    .map_err(PgError::query("write row states"))?;
+    Ok(())
+}
