@@ -5,6 +5,7 @@ mod causality;
 mod convergence;
 mod dlq;
 mod faults;
+mod merge;
 mod startup;
 mod support;
 mod types;

@@ -25,6 +25,17 @@ impl Mesh {
 
     /// As [`Mesh::start`], with extra DDL on every peer and extra replicated tables.
     pub async fn start_with(ids: &[&str], extra_ddl: &str, extra_tables: &[&str]) -> Result<Mesh> {
+        Self::start_configured(ids, extra_ddl, extra_tables, "").await
+    }
+
+    /// As [`Mesh::start_with`], with `extra_config` (TOML, e.g. a `[merge]` section) appended
+    /// to every peer's config.
+    pub async fn start_configured(
+        ids: &[&str],
+        extra_ddl: &str,
+        extra_tables: &[&str],
+        extra_config: &str,
+    ) -> Result<Mesh> {
         let dir = tempfile::tempdir()?;
         let nats = NatsServer::start_single().await?;
         let mut peers = Vec::new();
@@ -32,6 +43,11 @@ impl Mesh {
             let mut p =
                 Peer::start_with(id, &nats.client_url(), dir.path(), extra_ddl, extra_tables)
                     .await?;
+            if !extra_config.is_empty() {
+                let mut text = std::fs::read_to_string(&p.config)?;
+                text.push_str(extra_config);
+                std::fs::write(&p.config, text)?;
+            }
             p.start_agent()?;
             peers.push(p);
         }
@@ -66,6 +82,33 @@ impl Mesh {
                 peer.agent.as_ref().map(|a| a.log()).unwrap_or_default()
             )
         })
+    }
+
+    /// Waits until every peer's consumer has applied everything on the stream.
+    pub async fn wait_drained(&self, timeout: Duration) {
+        meshsync_e2e::checker::wait_drained(&self.client, "MESH", &self.consumers(), timeout)
+            .await
+            .unwrap();
+    }
+
+    /// Waits until `check` holds on every peer's rows (id, v, n).
+    pub async fn wait_all(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&[(i32, String, Option<i64>)]) -> bool,
+    ) {
+        for p in &self.peers {
+            let check = &check;
+            let waited = wait_until(&format!("{what} on {}", p.id), timeout, || async move {
+                check(&p.rows().await.ok()?).then_some(())
+            })
+            .await;
+            if let Err(e) = waited {
+                let rows = p.rows().await.unwrap_or_default();
+                panic!("{e}; {} holds {rows:?}", p.id);
+            }
+        }
     }
 
     /// Durable consumer names of all peers.
