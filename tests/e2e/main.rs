@@ -6,6 +6,7 @@ mod convergence;
 mod dlq;
 mod faults;
 mod merge;
+mod orders;
 mod startup;
 mod support;
 mod types;
