@@ -18,17 +18,20 @@ async fn exec(c: &mut PgConnection, sql: &str) {
 }
 
 fn row(rows: &[(i32, String, Option<i64>)], id: i32) -> Option<(String, Option<i64>)> {
-    rows.iter()
-        .find(|r| r.0 == id)
-        .map(|r| (r.1.clone(), r.2))
+    rows.iter().find(|r| r.0 == id).map(|r| (r.1.clone(), r.2))
 }
 
 #[tokio::test]
 async fn concurrent_updates_of_different_columns_both_survive() {
     let mut mesh = Mesh::start(&["a", "b"]).await.unwrap();
     let mut a = mesh.peers[0].connect().await.unwrap();
-    exec(&mut a, "INSERT INTO public.items (id, v, n) VALUES (1, 'base', 0)").await;
-    mesh.wait_all("the row", WAIT, |r| row(r, 1).is_some()).await;
+    exec(
+        &mut a,
+        "INSERT INTO public.items (id, v, n) VALUES (1, 'base', 0)",
+    )
+    .await;
+    mesh.wait_all("the row", WAIT, |r| row(r, 1).is_some())
+        .await;
     mesh.wait_drained(WAIT).await;
 
     // b's agent is down, so neither update sees the other: they are concurrent. b's is later
@@ -52,8 +55,13 @@ async fn counter_increments_from_three_peers_sum_exactly() {
         .await
         .unwrap();
     let mut a = mesh.peers[0].connect().await.unwrap();
-    exec(&mut a, "INSERT INTO public.items (id, v, n) VALUES (1, 'counter', 10)").await;
-    mesh.wait_all("the row", WAIT, |r| row(r, 1).is_some()).await;
+    exec(
+        &mut a,
+        "INSERT INTO public.items (id, v, n) VALUES (1, 'counter', 10)",
+    )
+    .await;
+    mesh.wait_all("the row", WAIT, |r| row(r, 1).is_some())
+        .await;
 
     // Every peer changes n at the same time, many times: +1 on a, +2 on b, -1 on c.
     let steps = [1, 2, -1];
@@ -63,7 +71,11 @@ async fn counter_increments_from_three_peers_sum_exactly() {
         let mut c = p.connect().await.unwrap();
         tasks.push(tokio::spawn(async move {
             for _ in 0..rounds {
-                exec(&mut c, &format!("UPDATE public.items SET n = n + {step} WHERE id = 1")).await;
+                exec(
+                    &mut c,
+                    &format!("UPDATE public.items SET n = n + {step} WHERE id = 1"),
+                )
+                .await;
             }
         }));
     }
@@ -102,11 +114,19 @@ async fn a_delete_beats_an_older_update_and_a_newer_update_brings_the_row_back()
     mesh.peers[1].agent.as_mut().unwrap().kill9().unwrap();
     let mut b = mesh.peers[1].connect().await.unwrap();
     // Key 1: b's update, then a's (newer) delete. Key 2: a's delete, then b's newer update.
-    exec(&mut b, "UPDATE public.items SET v = 'older update' WHERE id = 1").await;
+    exec(
+        &mut b,
+        "UPDATE public.items SET v = 'older update' WHERE id = 1",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     exec(&mut a, "DELETE FROM public.items WHERE id IN (1, 2)").await;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    exec(&mut b, "UPDATE public.items SET v = 'newer update' WHERE id = 2").await;
+    exec(
+        &mut b,
+        "UPDATE public.items SET v = 'newer update' WHERE id = 2",
+    )
+    .await;
     mesh.peers[1].agent.as_mut().unwrap().restart().unwrap();
 
     mesh.wait_all("key 1 deleted, key 2 back", WAIT, |r| {

@@ -9,7 +9,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use anyhow::Result;
 use futures::StreamExt;
-use meshsync_core::{PeerId, TableName};
+use meshsync_core::{ChangeBatch, PeerId, TableName};
 use meshsync_hlc::Clock;
 use meshsync_merge::PolicySet;
 use meshsync_nats::{
@@ -22,8 +22,12 @@ use tracing::{debug, info, warn};
 
 use crate::metrics::Counters;
 
-/// Most messages applied in one database transaction.
+/// Most messages taken from the consumer at once.
 pub const MAX_MESSAGES_PER_TXN: usize = 256;
+
+/// Most rows merged in one database transaction: bounds apply's memory (the merge holds every
+/// row's state) while keeping round trips per row low.
+pub const MAX_ROWS_PER_TXN: usize = 4096;
 
 /// Everything apply needs.
 pub struct ApplyContext {
@@ -86,52 +90,92 @@ pub async fn run(ctx: &ApplyContext) -> Result<()> {
     let mut messages = inbox.messages().await?.ready_chunks(MAX_MESSAGES_PER_TXN);
     while let Some(chunk) = messages.next().await {
         let deliveries: Vec<Delivery> = chunk.into_iter().collect::<Result<_, _>>()?;
-        if let Err(e) = apply_chunk(ctx, &mut sink, &mut checkpoint, &deliveries).await {
-            // Hand them back at once rather than after the ack wait; apply is idempotent.
-            for d in &deliveries {
-                let _ = d.nak(Duration::from_millis(500)).await;
-            }
-            return Err(e);
+        let decoded: Vec<Decoded<'_>> = deliveries.iter().map(|d| decode_one(ctx, d)).collect();
+        for part in by_rows(decoded, MAX_ROWS_PER_TXN) {
+            apply_chunk(ctx, &mut sink, &mut checkpoint, part).await?;
         }
     }
     Ok(())
 }
 
-/// Applies one chunk of ready messages in one database transaction, then acks them.
+/// A delivery, decoded and checked, or the reason to park it.
+type Decoded<'d> = (&'d Delivery, Result<ChangeBatch, String>);
+
+fn decode_one<'d>(ctx: &ApplyContext, d: &'d Delivery) -> Decoded<'d> {
+    let batch = match decode(d.payload()) {
+        Ok(b) => b,
+        Err(e) => return (d, Err(e.to_string())),
+    };
+    if batch.origin != ctx.peer
+        && let Err(skew) = ctx.clock.observe(batch.hlc)
+    {
+        return (d, Err(skew.to_string()));
+    }
+    (d, Ok(batch))
+}
+
+/// Splits decoded messages, in order, into runs of at most `max_rows` rows (a message with
+/// more rows gets a run of its own).
+fn by_rows(decoded: Vec<Decoded<'_>>, max_rows: usize) -> Vec<Vec<Decoded<'_>>> {
+    let mut out: Vec<Vec<Decoded<'_>>> = Vec::new();
+    let mut rows = 0;
+    for item in decoded {
+        let n = item.1.as_ref().map_or(0, |b| b.rows.len());
+        if out.is_empty() || rows + n > max_rows {
+            out.push(Vec::new());
+            rows = 0;
+        }
+        rows += n;
+        if let Some(last) = out.last_mut() {
+            last.push(item);
+        }
+    }
+    out
+}
+
+/// Applies decoded messages in one database transaction, then acks them. On failure they are
+/// handed back at once (not after the ack wait); apply is idempotent.
 async fn apply_chunk(
     ctx: &ApplyContext,
     sink: &mut PgSink,
     checkpoint: &mut u64,
-    deliveries: &[Delivery],
+    part: Vec<Decoded<'_>>,
 ) -> Result<()> {
-    let upto = deliveries.iter().map(Delivery::sequence).max().unwrap_or(0);
+    let deliveries: Vec<&Delivery> = part.iter().map(|(d, _)| *d).collect();
+    let result = apply_decoded(ctx, sink, checkpoint, part).await;
+    if result.is_err() {
+        for d in &deliveries {
+            let _ = d.nak(Duration::from_millis(500)).await;
+        }
+    }
+    result
+}
+
+async fn apply_decoded(
+    ctx: &ApplyContext,
+    sink: &mut PgSink,
+    checkpoint: &mut u64,
+    part: Vec<Decoded<'_>>,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let upto = part.iter().map(|(d, _)| d.sequence()).max().unwrap_or(0);
+    let deliveries: Vec<&Delivery> = part.iter().map(|(d, _)| *d).collect();
     let mut parked: Vec<ToPark<'_>> = Vec::new();
     let mut decoded = Vec::new();
-    for d in deliveries {
-        let batch = match decode(d.payload()) {
-            Ok(b) => b,
-            Err(e) => {
-                parked.push(ToPark {
-                    delivery: d,
-                    reason: e.to_string(),
-                });
-                continue;
-            }
-        };
-        if batch.origin != ctx.peer
-            && let Err(skew) = ctx.clock.observe(batch.hlc)
-        {
-            parked.push(ToPark {
+    for (d, batch) in part {
+        match batch {
+            Ok(b) => decoded.push((d, b)),
+            Err(reason) => parked.push(ToPark {
                 delivery: d,
-                reason: skew.to_string(),
-            });
-            continue;
+                reason,
+            }),
         }
-        decoded.push((d, batch));
     }
+    let decoded_at = started.elapsed();
     let mut txn = sink.begin().await?;
-    let batches: Vec<&meshsync_core::ChangeBatch> = decoded.iter().map(|(_, b)| b).collect();
+    let batches: Vec<&ChangeBatch> = decoded.iter().map(|(_, b)| b).collect();
     let reports = txn.apply(&batches).await?;
+    let applied_at = started.elapsed();
     for ((d, _), report) in decoded.iter().zip(reports) {
         ctx.counters.add_applied(report.applied, report.superseded);
         for p in report.parked {
@@ -156,11 +200,20 @@ async fn apply_chunk(
     // an ack lost in a crash) arrive after newer messages, and the version check makes a
     // repeat a no-op (I4). The checkpoint records progress; it is not a filter.
     txn.commit(upto.max(*checkpoint)).await?;
+    let committed_at = started.elapsed();
     *checkpoint = upto.max(*checkpoint);
-    for d in deliveries {
+    for d in &deliveries {
         d.ack().await?;
     }
-    debug!(messages = deliveries.len(), upto, "applied");
+    debug!(
+        messages = deliveries.len(),
+        upto,
+        decoded = ?decoded_at,
+        applied = ?applied_at,
+        committed = ?committed_at,
+        acked = ?started.elapsed(),
+        "applied"
+    );
     Ok(())
 }
 

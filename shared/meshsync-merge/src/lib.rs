@@ -69,14 +69,14 @@ mod policy;
 mod row;
 mod set;
 mod state;
+mod stored;
 
 pub use builtin::{Counter, Lww, Max, Min, OriginPriority, SetUnion};
 pub use config::{BUILTIN_NAMES, PolicyError, PolicyKind, PolicySet, Resolved, TablePolicies};
 pub use order::{cmp_opt_values, cmp_values, values_equal};
-pub use plan::{
-    ConflictRecord, Outcome, PlannedRow, RowInput, StateError, StoredRow, TablePlan, plan_table,
-};
+pub use plan::{ConflictRecord, Outcome, PlannedRow, RowInput, TablePlan, plan_table};
 pub use policy::{ConflictKind, Joined, MergePolicy, Winner, combine, pick};
 pub use row::{Conflict, IncomingRow, RowAction, RowMerge, merge_row, row_action};
 pub use set::{canonical_array, canonical_json, union_arrays};
 pub use state::{Breakpoint, CellState, ColumnState, CounterParts, PnTotals, RowState};
+pub use stored::{StateError, StoredRow};

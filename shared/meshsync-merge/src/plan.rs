@@ -11,37 +11,8 @@ use crate::{
     config::TablePolicies,
     row::{Conflict, IncomingRow, RowAction, merge_row, row_action},
     state::{CounterParts, RowState},
+    stored::StoredRow,
 };
-
-/// What a peer stores per replicated row: the merge state and, per counter column and origin,
-/// the newest version whose delta is already counted (a delta travels once per change, so
-/// redelivery must not add it twice).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredRow {
-    /// The merge state.
-    pub state: RowState,
-    /// Counter column -> origin -> newest counted version.
-    #[serde(default)]
-    pub counted: BTreeMap<String, BTreeMap<PeerId, Version>>,
-}
-
-/// A stored state that cannot be read back: written by a newer meshsync, or damaged.
-#[derive(Debug, thiserror::Error)]
-#[error("stored row state is unreadable ({0}); was it written by a newer meshsync?")]
-pub struct StateError(#[source] rmp_serde::decode::Error);
-
-impl StoredRow {
-    /// The stored bytes.
-    pub fn encode(&self) -> Vec<u8> {
-        // Serialising plain data into a Vec cannot fail.
-        rmp_serde::to_vec(self).unwrap_or_default()
-    }
-
-    /// Reads stored bytes.
-    pub fn decode(bytes: &[u8]) -> Result<StoredRow, StateError> {
-        rmp_serde::from_slice(bytes).map_err(StateError)
-    }
-}
 
 /// One incoming row, ready to merge: which batch it came from and its key as the sink
 /// normalises it (the same bytes for the same row whatever the origin's engine).
@@ -78,6 +49,8 @@ pub struct PlannedRow<'b> {
     pub stored: StoredRow,
     /// Whether `stored` differs from what was read (otherwise nothing to write at all).
     pub state_changed: bool,
+    /// Whether a state was read for the key (else the sink inserts a new one).
+    pub existed: bool,
     /// Positions in the input of the rows that made it.
     pub inputs: Vec<usize>,
 }
@@ -136,6 +109,7 @@ pub fn plan_table<'b>(
                 write: None,
                 stored: found.cloned().unwrap_or_default(),
                 state_changed: false,
+                existed: found.is_some(),
                 inputs: Vec::new(),
             });
             plan.rows.len() - 1

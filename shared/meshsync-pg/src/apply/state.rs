@@ -41,27 +41,43 @@ pub async fn read(conn: &mut PgConnection, tbl: &str, keys: &[&[u8]]) -> Result<
     Ok(out)
 }
 
-/// Stores the states of table `tbl` (upsert).
+/// Stores the states of table `tbl`: `new` ones (no state was read for the key; a plain
+/// insert, cheaper than an upsert) and `changed` ones.
 pub async fn write(
     conn: &mut PgConnection,
     tbl: &str,
-    states: &[(&[u8], Vec<u8>)],
+    new: &[(&[u8], Vec<u8>)],
+    changed: &[(&[u8], Vec<u8>)],
 ) -> Result<(), PgError> {
-    if states.is_empty() {
-        return Ok(());
+    let columns = |rows: &[(&[u8], Vec<u8>)]| -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        rows.iter().map(|(k, s)| (k.to_vec(), s.clone())).unzip()
+    };
+    if !new.is_empty() {
+        let (pks, blobs) = columns(new);
+        sqlx::query(
+            "INSERT INTO meshsync.row_state (tbl, pk, state)
+             SELECT $1, * FROM unnest($2::bytea[], $3::bytea[])",
+        )
+        .bind(tbl)
+        .bind(pks)
+        .bind(blobs)
+        .execute(&mut *conn)
+        .await
+        .map_err(PgError::query("insert row states"))?;
     }
-    let (pks, blobs): (Vec<&[u8]>, Vec<&[u8]>) =
-        states.iter().map(|(k, s)| (*k, s.as_slice())).unzip();
-    sqlx::query(
-        "INSERT INTO meshsync.row_state (tbl, pk, state)
-         SELECT $1, * FROM unnest($2::bytea[], $3::bytea[])
-         ON CONFLICT (tbl, pk) DO UPDATE SET state = EXCLUDED.state",
-    )
-    .bind(tbl)
-    .bind(pks)
-    .bind(blobs)
-    .execute(&mut *conn)
-    .await
-    .map_err(PgError::query("write row states"))?;
+    if !changed.is_empty() {
+        let (pks, blobs) = columns(changed);
+        sqlx::query(
+            "UPDATE meshsync.row_state s SET state = u.state
+             FROM unnest($2::bytea[], $3::bytea[]) AS u(pk, state)
+             WHERE s.tbl = $1 AND s.pk = u.pk",
+        )
+        .bind(tbl)
+        .bind(pks)
+        .bind(blobs)
+        .execute(&mut *conn)
+        .await
+        .map_err(PgError::query("update row states"))?;
+    }
     Ok(())
 }

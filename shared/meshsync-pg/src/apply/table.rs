@@ -100,6 +100,7 @@ pub async fn apply(
     reports: &mut [BatchReport],
     me: &PeerId,
 ) -> Result<TableOutcome, PgError> {
+    let started = std::time::Instant::now();
     let tbl = info.name.to_string();
     let mut inputs: Vec<RowInput<'_>> = Vec::new();
     let mut key_texts: HashMap<Vec<u8>, Vec<Option<String>>> = HashMap::new();
@@ -123,7 +124,9 @@ pub async fn apply(
         }
     }
     let keys: Vec<&[u8]> = key_texts.keys().map(Vec::as_slice).collect();
+    let checked = started.elapsed();
     let stored = state::read(conn, &tbl, &keys).await?;
+    let read = started.elapsed();
     let unreadable: HashSet<&[u8]> = stored.unreadable.iter().map(Vec::as_slice).collect();
     inputs.retain(|i| {
         let bad = unreadable.contains(i.key.as_slice());
@@ -140,6 +143,7 @@ pub async fn apply(
     });
 
     let plan = plan_table(batches, &inputs, &stored.rows, policies, me);
+    let planned = started.elapsed();
     let mut writes = Vec::new();
     for (id, row) in plan.rows.iter().enumerate() {
         let Some(action) = &row.write else { continue };
@@ -167,13 +171,15 @@ pub async fn apply(
             Err(reason) => park_key(&plan.rows[id].inputs, &inputs, reports, &reason),
         }
     }
+    let prepared = started.elapsed();
     let failed = write::write(conn, info, &writes).await?;
+    let written = started.elapsed();
     let mut failed_keys = HashSet::new();
     for (id, reason) in failed {
         failed_keys.insert(id);
         park_key(&plan.rows[id].inputs, &inputs, reports, &reason);
     }
-    let mut states = Vec::new();
+    let (mut new, mut changed) = (Vec::new(), Vec::new());
     for (id, row) in plan.rows.iter().enumerate() {
         if failed_keys.contains(&id) {
             continue;
@@ -185,10 +191,24 @@ pub async fn apply(
             }
         }
         if row.state_changed {
-            states.push((row.key.as_slice(), row.stored.encode()));
+            let to = if row.existed { &mut changed } else { &mut new };
+            to.push((row.key.as_slice(), row.stored.encode()));
         }
     }
-    state::write(conn, &tbl, &states).await?;
+    let encoded = started.elapsed();
+    state::write(conn, &tbl, &new, &changed).await?;
+    tracing::debug!(
+        table = %tbl,
+        rows = inputs.len(),
+        ?checked,
+        ?read,
+        ?planned,
+        ?prepared,
+        ?written,
+        ?encoded,
+        total = ?started.elapsed(),
+        "table merged"
+    );
     Ok(TableOutcome {
         conflicts: plan.conflicts,
     })

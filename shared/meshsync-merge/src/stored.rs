@@ -1,0 +1,175 @@
+//! The bytes a sink stores per replicated row: [`StoredRow`] in a packed MessagePack form.
+//!
+//! A row's state names the same few versions many times (every column of an insert carries
+//! the insert's version twice), so the packed form lists each distinct version once and refers
+//! to it by position: an inserted row of a few columns costs tens of bytes, not hundreds. The
+//! first element is a format number, so a newer meshsync's state is refused, not misread.
+
+use std::collections::BTreeMap;
+
+use meshsync_core::{PeerId, Value, Version};
+use serde::{Deserialize, Serialize};
+
+use crate::state::{Breakpoint, CellState, ColumnState, CounterParts, RowState};
+
+/// Format of [`StoredRow::encode`].
+const FORMAT: u8 = 1;
+
+/// What a peer stores per replicated row: the merge state and, per counter column and origin,
+/// the newest version whose delta is already counted (a delta travels once per change, so
+/// redelivery must not add it twice).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredRow {
+    /// The merge state.
+    pub state: RowState,
+    /// Counter column -> origin -> newest counted version.
+    pub counted: BTreeMap<String, BTreeMap<PeerId, Version>>,
+}
+
+/// A stored state that cannot be read back: written by a newer meshsync, or damaged.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Not MessagePack of the packed shape.
+    #[error("stored row state is unreadable ({0})")]
+    Malformed(#[source] rmp_serde::decode::Error),
+    /// A format this build does not know.
+    #[error("stored row state has format {0}; this meshsync reads format {FORMAT}: upgrade it")]
+    Format(u8),
+    /// A version reference past the version list.
+    #[error("stored row state refers to a version it does not hold")]
+    Dangling,
+}
+
+/// A cell with its version by position.
+#[derive(Serialize, Deserialize)]
+struct PackedCell(Option<Value>, u16, Option<CounterParts>);
+
+/// `(column, [(since, cell)], kept)`.
+type PackedColumn = (String, Vec<(u16, PackedCell)>, Option<PackedCell>);
+
+/// The packed form: `(format, versions, columns, tombstone, live, counted)`.
+#[derive(Serialize, Deserialize)]
+struct Packed(
+    u8,
+    Vec<Version>,
+    Vec<PackedColumn>,
+    Option<u16>,
+    Option<u16>,
+    Vec<(String, Vec<(PeerId, u16)>)>,
+);
+
+/// Collects distinct versions while packing.
+#[derive(Default)]
+struct Versions(Vec<Version>);
+
+impl Versions {
+    fn at(&mut self, v: &Version) -> u16 {
+        match self.0.iter().position(|x| x == v) {
+            Some(i) => i as u16,
+            None => {
+                self.0.push(v.clone());
+                (self.0.len() - 1) as u16
+            }
+        }
+    }
+
+    fn cell(&mut self, c: &CellState) -> PackedCell {
+        PackedCell(c.value.clone(), self.at(&c.version), c.parts.clone())
+    }
+}
+
+impl StoredRow {
+    /// The stored bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut versions = Versions::default();
+        let columns = self
+            .state
+            .columns
+            .iter()
+            .map(|(name, c)| {
+                let written = c
+                    .written
+                    .iter()
+                    .map(|b| (versions.at(&b.since), versions.cell(&b.state)))
+                    .collect();
+                let kept = c.kept.as_ref().map(|k| versions.cell(k));
+                (name.clone(), written, kept)
+            })
+            .collect();
+        let tombstone = self.state.tombstone.as_ref().map(|v| versions.at(v));
+        let live = self.state.live.as_ref().map(|v| versions.at(v));
+        let counted = self
+            .counted
+            .iter()
+            .map(|(col, by)| {
+                let by = by
+                    .iter()
+                    .map(|(p, v)| (p.clone(), versions.at(v)))
+                    .collect();
+                (col.clone(), by)
+            })
+            .collect();
+        let packed = Packed(FORMAT, versions.0, columns, tombstone, live, counted);
+        // Serialising plain data into a Vec cannot fail.
+        rmp_serde::to_vec(&packed).unwrap_or_default()
+    }
+
+    /// Reads stored bytes.
+    pub fn decode(bytes: &[u8]) -> Result<StoredRow, StateError> {
+        // A fixarray whose first element is a positive fixint: the format, readable whatever
+        // shape a later format has.
+        if let [0x90..=0x9f, format @ 0..=0x7f, ..] = bytes
+            && *format != FORMAT
+        {
+            return Err(StateError::Format(*format));
+        }
+        let Packed(format, versions, columns, tombstone, live, counted) =
+            rmp_serde::from_slice(bytes).map_err(StateError::Malformed)?;
+        if format != FORMAT {
+            return Err(StateError::Format(format));
+        }
+        let v = |i: u16| {
+            versions
+                .get(usize::from(i))
+                .cloned()
+                .ok_or(StateError::Dangling)
+        };
+        let cell = |c: PackedCell| -> Result<CellState, StateError> {
+            Ok(CellState {
+                value: c.0,
+                version: v(c.1)?,
+                parts: c.2,
+            })
+        };
+        let mut state = RowState {
+            columns: BTreeMap::new(),
+            tombstone: tombstone.map(v).transpose()?,
+            live: live.map(v).transpose()?,
+        };
+        for (name, written, kept) in columns {
+            let written = written
+                .into_iter()
+                .map(|(since, c)| {
+                    Ok(Breakpoint {
+                        since: v(since)?,
+                        state: cell(c)?,
+                    })
+                })
+                .collect::<Result<_, StateError>>()?;
+            let kept = kept.map(cell).transpose()?;
+            state.columns.insert(name, ColumnState { written, kept });
+        }
+        let mut out = StoredRow {
+            state,
+            counted: BTreeMap::new(),
+        };
+        for (col, by) in counted {
+            let by = by
+                .into_iter()
+                .map(|(p, i)| Ok((p, v(i)?)))
+                .collect::<Result<_, StateError>>()?;
+            out.counted.insert(col, by);
+        }
+        Ok(out)
+    }
+}
