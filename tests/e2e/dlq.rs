@@ -4,11 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::jetstream::{
-    self,
-    consumer::{AckPolicy, pull},
-};
-use futures::StreamExt;
+use async_nats::jetstream;
 use meshsync_core::{
     Cell, ChangeBatch, Hlc, Op, PeerId, RowChange, SchemaVersion, SourcePosition, TableName, TxnId,
     Value,
@@ -145,33 +141,7 @@ async fn bad_messages_are_parked_with_reasons_and_the_rest_applies() {
     }
 
     // Each peer parked the four bad messages, each with its reason.
-    let js = jetstream::new(mesh.client.clone());
-    let dlq = js.get_stream("MESH_DLQ").await.unwrap();
-    let consumer = dlq
-        .create_consumer(pull::Config {
-            ack_policy: AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut msgs = consumer
-        .fetch()
-        .max_messages(100)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-        .unwrap();
-    let mut reasons = Vec::new();
-    while let Some(m) = msgs.next().await {
-        let m = m.unwrap();
-        let h = m.headers.clone().unwrap_or_default();
-        reasons.push((
-            m.subject.to_string(),
-            h.get("Mesh-Park-Reason")
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default(),
-        ));
-    }
+    let reasons = mesh.parked().await;
     for peer in ["a", "b"] {
         let mine: Vec<&String> = reasons
             .iter()

@@ -7,6 +7,7 @@ mod dlq;
 mod faults;
 mod merge;
 mod orders;
+mod retention;
 mod startup;
 mod support;
 mod types;

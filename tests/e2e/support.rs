@@ -111,6 +111,43 @@ impl Mesh {
         }
     }
 
+    /// Everything parked on the dead-letter stream: (subject, `Mesh-Park-Reason`).
+    pub async fn parked(&self) -> Vec<(String, String)> {
+        use async_nats::jetstream::{
+            self,
+            consumer::{AckPolicy, pull},
+        };
+        use futures::StreamExt;
+        let js = jetstream::new(self.client.clone());
+        let dlq = js.get_stream("MESH_DLQ").await.unwrap();
+        let consumer = dlq
+            .create_consumer(pull::Config {
+                ack_policy: AckPolicy::None,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut msgs = consumer
+            .fetch()
+            .max_messages(1000)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        while let Some(m) = msgs.next().await {
+            let m = m.unwrap();
+            let h = m.headers.clone().unwrap_or_default();
+            out.push((
+                m.subject.to_string(),
+                h.get("Mesh-Park-Reason")
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default(),
+            ));
+        }
+        out
+    }
+
     /// Durable consumer names of all peers.
     pub fn consumers(&self) -> Vec<String> {
         self.peers

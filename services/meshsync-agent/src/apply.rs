@@ -5,12 +5,16 @@
 //! value the column cannot hold, or a stamp beyond the future bound (I11) is parked on the
 //! dead-letter stream with its reason, before the transaction commits, and the rest applies.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use anyhow::Result;
 use futures::StreamExt;
 use meshsync_core::{ChangeBatch, PeerId, TableName};
-use meshsync_hlc::Clock;
+use meshsync_hlc::{Clock, Hlc, NodeId};
 use meshsync_merge::PolicySet;
 use meshsync_nats::{
     dead_letter::DeadLetters,
@@ -47,6 +51,8 @@ pub struct ApplyContext {
     pub inbox: InboxSettings,
     /// The merge policies.
     pub policies: PolicySet,
+    /// How long tombstones are kept; older changes are parked.
+    pub tombstone_retention: Duration,
     /// Where bad messages go.
     pub dead_letters: DeadLetters,
     /// The peer's clock (shared with capture).
@@ -88,7 +94,21 @@ pub async fn run(ctx: &ApplyContext) -> Result<()> {
     let inbox = Inbox::open_at(ctx.client.clone(), &ctx.stream, &ctx.inbox, checkpoint + 1).await?;
     info!(checkpoint, "apply started");
     let mut messages = inbox.messages().await?.ready_chunks(MAX_MESSAGES_PER_TXN);
-    while let Some(chunk) = messages.next().await {
+    let mut collect = tokio::time::interval(collect_interval(ctx.tombstone_retention));
+    loop {
+        let chunk = tokio::select! {
+            chunk = messages.next() => match chunk {
+                Some(c) => c,
+                None => break,
+            },
+            _ = collect.tick() => {
+                let forgotten = sink.collect_tombstones(retention_cutoff(ctx)).await?;
+                if forgotten > 0 {
+                    info!(forgotten, "old tombstones collected");
+                }
+                continue;
+            }
+        };
         let deliveries: Vec<Delivery> = chunk.into_iter().collect::<Result<_, _>>()?;
         let decoded: Vec<Decoded<'_>> = deliveries.iter().map(|d| decode_one(ctx, d)).collect();
         for part in by_rows(decoded, MAX_ROWS_PER_TXN) {
@@ -106,12 +126,41 @@ fn decode_one<'d>(ctx: &ApplyContext, d: &'d Delivery) -> Decoded<'d> {
         Ok(b) => b,
         Err(e) => return (d, Err(e.to_string())),
     };
-    if batch.origin != ctx.peer
-        && let Err(skew) = ctx.clock.observe(batch.hlc)
-    {
-        return (d, Err(skew.to_string()));
+    if batch.origin != ctx.peer {
+        if let Err(skew) = ctx.clock.observe(batch.hlc) {
+            return (d, Err(skew.to_string()));
+        }
+        if batch.hlc < retention_cutoff(ctx) {
+            return (
+                d,
+                Err(format!(
+                    "stamped {} s ago, beyond merge.tombstone_retention_s = {}: a delete it \
+                     would lose to may be forgotten here; resynchronise origin {} (raise the \
+                     retention if peers are offline this long)",
+                    unix_now().saturating_sub(batch.hlc.physical()).as_secs(),
+                    ctx.tombstone_retention.as_secs(),
+                    batch.origin
+                )),
+            );
+        }
     }
     (d, Ok(batch))
+}
+
+/// Changes stamped before this are parked, and tombstones older than it forgotten.
+fn retention_cutoff(ctx: &ApplyContext) -> Hlc {
+    Hlc::from_unix(unix_now().saturating_sub(ctx.tombstone_retention), NodeId::new(1))
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// How often old tombstones are collected: a quarter of the retention, 1 s to 1 min.
+fn collect_interval(retention: Duration) -> Duration {
+    (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
 /// Splits decoded messages, in order, into runs of at most `max_rows` rows (a message with

@@ -95,6 +95,7 @@ pub async fn run(config: Config) -> Result<()> {
         stream: endpoints.consume_stream.clone(),
         inbox: InboxSettings::for_durable(format!("apply_{peer}")),
         policies,
+        tombstone_retention: config.merge.tombstone_retention(),
         dead_letters: DeadLetters::new(client.clone(), endpoints.dead_letter_subject.clone()),
         clock,
         counters: Arc::clone(&counters),

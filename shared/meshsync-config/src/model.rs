@@ -41,6 +41,15 @@ pub struct MergeConfig {
     /// Per-table policies, by `schema.table`.
     #[serde(default)]
     pub tables: std::collections::BTreeMap<String, TableMerge>,
+    /// How long a deleted row's tombstone is kept, in seconds (default 7 days). Changes stamped
+    /// older than this are parked rather than applied, since the delete they would lose to may
+    /// be forgotten: keep it above the longest time a peer or site may be offline.
+    #[serde(default = "default_tombstone_retention_s")]
+    pub tombstone_retention_s: u64,
+}
+
+const fn default_tombstone_retention_s() -> u64 {
+    7 * 24 * 3600
 }
 
 /// `[merge.tables."schema.table"]`
@@ -54,6 +63,13 @@ pub struct TableMerge {
     pub columns: std::collections::BTreeMap<String, String>,
 }
 
+impl MergeConfig {
+    /// The tombstone retention as a duration.
+    pub fn tombstone_retention(&self) -> Duration {
+        Duration::from_secs(self.tombstone_retention_s)
+    }
+}
+
 fn default_policy() -> String {
     "lww-column".to_owned()
 }
@@ -64,6 +80,7 @@ impl Default for MergeConfig {
             default: default_policy(),
             sensitive: Vec::new(),
             tables: Default::default(),
+            tombstone_retention_s: default_tombstone_retention_s(),
         }
     }
 }

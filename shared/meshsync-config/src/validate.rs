@@ -127,6 +127,13 @@ impl Config {
                 ));
             }
         }
+        if self.merge.tombstone_retention_s == 0 {
+            return Err(invalid(
+                "merge.tombstone_retention_s",
+                "0 s would forget deletes at once",
+                "use at least the longest time a peer may be offline (default 604800 = 7 days)",
+            ));
+        }
         if self.clock.future_bound_ms == 0 || self.clock.future_bound_ms > 3_600_000 {
             return Err(invalid(
                 "clock.future_bound_ms",

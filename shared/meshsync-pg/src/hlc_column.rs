@@ -1,6 +1,6 @@
 //! How an HLC is stored in PostgreSQL: its u64 time with the top bit flipped, so that bigint
 //! order is HLC order (and times past 2038 still fit), and its node as a bigint of the same
-//! bits. Used by `meshsync.versions` and `meshsync.capture_state`.
+//! bits. Used by `meshsync.row_state` (tombstone times) and `meshsync.capture_state`.
 
 use meshsync_core::Hlc;
 

@@ -56,8 +56,12 @@ CREATE TABLE IF NOT EXISTS meshsync.row_state (
     tbl text COLLATE \"C\" NOT NULL,
     pk bytea NOT NULL,
     state bytea NOT NULL,
+    -- For a deleted row: its tombstone's HLC time (hlc_column encoding), for retention.
+    deleted_at bigint,
     PRIMARY KEY (tbl, pk)
 );
+CREATE INDEX IF NOT EXISTS row_state_deleted_at ON meshsync.row_state (deleted_at)
+    WHERE deleted_at IS NOT NULL;
 -- Last stream sequence applied per consumer, committed with the data (I9).
 CREATE TABLE IF NOT EXISTS meshsync.checkpoint (
     consumer text PRIMARY KEY,

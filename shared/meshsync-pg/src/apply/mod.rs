@@ -115,6 +115,20 @@ impl PgSink {
         Ok(row.map(|(s,)| s as u64).unwrap_or(0))
     }
 
+    /// Forgets the states of rows deleted before `before` (tombstone retention), in rounds of
+    /// at most 10,000 rows so no statement holds locks for long; returns how many.
+    pub async fn collect_tombstones(&mut self, before: Hlc) -> Result<u64, PgError> {
+        let cutoff = crate::hlc_column::to_columns(before).0;
+        let mut total = 0;
+        loop {
+            let n = state::collect(&mut self.conn, cutoff, 10_000).await?;
+            total += n;
+            if n < 10_000 {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Starts a transaction.
     pub async fn begin(&mut self) -> Result<ApplyTxn<'_>, PgError> {
         let tx = self

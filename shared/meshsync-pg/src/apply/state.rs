@@ -41,43 +41,70 @@ pub async fn read(conn: &mut PgConnection, tbl: &str, keys: &[&[u8]]) -> Result<
     Ok(out)
 }
 
+/// One state to store: key, encoded state, and for a deleted row its tombstone time.
+pub type StateRow<'k> = (&'k [u8], Vec<u8>, Option<i64>);
+
 /// Stores the states of table `tbl`: `new` ones (no state was read for the key; a plain
 /// insert, cheaper than an upsert) and `changed` ones.
 pub async fn write(
     conn: &mut PgConnection,
     tbl: &str,
-    new: &[(&[u8], Vec<u8>)],
-    changed: &[(&[u8], Vec<u8>)],
+    new: &[StateRow<'_>],
+    changed: &[StateRow<'_>],
 ) -> Result<(), PgError> {
-    let columns = |rows: &[(&[u8], Vec<u8>)]| -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-        rows.iter().map(|(k, s)| (k.to_vec(), s.clone())).unzip()
+    let columns = |rows: &[StateRow<'_>]| -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Option<i64>>) {
+        let mut out = (Vec::new(), Vec::new(), Vec::new());
+        for (k, s, d) in rows {
+            out.0.push(k.to_vec());
+            out.1.push(s.clone());
+            out.2.push(*d);
+        }
+        out
     };
     if !new.is_empty() {
-        let (pks, blobs) = columns(new);
+        let (pks, blobs, deleted) = columns(new);
         sqlx::query(
-            "INSERT INTO meshsync.row_state (tbl, pk, state)
-             SELECT $1, * FROM unnest($2::bytea[], $3::bytea[])",
+            "INSERT INTO meshsync.row_state (tbl, pk, state, deleted_at)
+             SELECT $1, * FROM unnest($2::bytea[], $3::bytea[], $4::int8[])",
         )
         .bind(tbl)
         .bind(pks)
         .bind(blobs)
+        .bind(deleted)
         .execute(&mut *conn)
         .await
         .map_err(PgError::query("insert row states"))?;
     }
     if !changed.is_empty() {
-        let (pks, blobs) = columns(changed);
+        let (pks, blobs, deleted) = columns(changed);
         sqlx::query(
-            "UPDATE meshsync.row_state s SET state = u.state
-             FROM unnest($2::bytea[], $3::bytea[]) AS u(pk, state)
+            "UPDATE meshsync.row_state s SET state = u.state, deleted_at = u.deleted_at
+             FROM unnest($2::bytea[], $3::bytea[], $4::int8[]) AS u(pk, state, deleted_at)
              WHERE s.tbl = $1 AND s.pk = u.pk",
         )
         .bind(tbl)
         .bind(pks)
         .bind(blobs)
+        .bind(deleted)
         .execute(&mut *conn)
         .await
         .map_err(PgError::query("update row states"))?;
     }
     Ok(())
+}
+
+/// Forgets up to `limit` states of deleted rows whose tombstone is older than `before` (an
+/// `hlc_column` time); returns how many. Safe because apply parks every change stamped
+/// before the retention cutoff: none could lose to a forgotten tombstone.
+pub async fn collect(conn: &mut PgConnection, before: i64, limit: i64) -> Result<u64, PgError> {
+    let done = sqlx::query(
+        "DELETE FROM meshsync.row_state WHERE ctid IN (
+             SELECT ctid FROM meshsync.row_state WHERE deleted_at < $1 LIMIT $2)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(&mut *conn)
+    .await
+    .map_err(PgError::query("collect old tombstones"))?;
+    Ok(done.rows_affected())
 }

@@ -10,7 +10,7 @@ use super::{
     BatchReport, Parked, state,
     write::{self, RowWrite},
 };
-use crate::{catalog::TableInfo, error::PgError, types::to_sql_text};
+use crate::{catalog::TableInfo, error::PgError, hlc_column, types::to_sql_text};
 
 /// Whether the batch's shape fits the table here; the reason otherwise.
 pub fn check_shape(info: &TableInfo, batch: &ChangeBatch) -> Result<(), String> {
@@ -192,7 +192,11 @@ pub async fn apply(
         }
         if row.state_changed {
             let to = if row.existed { &mut changed } else { &mut new };
-            to.push((row.key.as_slice(), row.stored.encode()));
+            let deleted_at = match (&row.stored.state.tombstone, row.stored.state.is_visible()) {
+                (Some(t), false) => Some(hlc_column::to_columns(t.hlc).0),
+                _ => None,
+            };
+            to.push((row.key.as_slice(), row.stored.encode(), deleted_at));
         }
     }
     let encoded = started.elapsed();
