@@ -11,6 +11,7 @@ mod batch;
 mod change;
 pub mod digest;
 mod ident;
+mod report;
 mod value;
 mod version;
 
@@ -19,5 +20,6 @@ pub use batch::{ChangeBatch, RowChange};
 pub use change::{Change, Op, SourcePosition, TxnId};
 pub use ident::{IdentError, PeerId, SchemaVersion, TableName};
 pub use meshsync_hlc::Hlc;
+pub use report::{BatchReport, Parked};
 pub use value::{Cell, Value};
 pub use version::Version;

@@ -12,32 +12,13 @@ mod write;
 
 use std::{collections::HashMap, time::Duration};
 
+pub use meshsync_core::{BatchReport, Parked};
 use meshsync_core::{ChangeBatch, Hlc, PeerId, TableName};
 use meshsync_merge::{ConflictRecord, PolicySet};
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 use tracing::debug;
 
 use crate::{catalog::TableInfo, error::PgError, setup::Names, source::stream::APPLIED_HLC_PREFIX};
-
-/// A row (or a whole batch) that cannot be applied here: park it with this reason (I10).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Parked {
-    /// Index of the row in its transaction; `None` for the whole batch.
-    pub row: Option<u32>,
-    /// Why, for the `Mesh-Park-Reason` header. Never contains row values.
-    pub reason: String,
-}
-
-/// What one batch did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BatchReport {
-    /// Rows written (their version won).
-    pub applied: usize,
-    /// Rows beaten by a newer version (or a tombstone), or already applied.
-    pub superseded: usize,
-    /// Rows that could not be applied.
-    pub parked: Vec<Parked>,
-}
 
 /// The apply session of one peer database.
 pub struct PgSink {
@@ -168,7 +149,7 @@ impl ApplyTxn<'_> {
                 .collect();
             let Some(info) = self.sink_tables.get(table) else {
                 for i in members {
-                    reports[i] = park_all(format!(
+                    reports[i] = BatchReport::park_all(format!(
                         "table {table} is not replicated on this peer; add it to database.tables"
                     ));
                 }
@@ -178,7 +159,7 @@ impl ApplyTxn<'_> {
             for i in members {
                 match table::check_shape(info, batches[i]) {
                     Ok(()) => good.push(i),
-                    Err(reason) => reports[i] = park_all(reason),
+                    Err(reason) => reports[i] = BatchReport::park_all(reason),
                 }
             }
             let group: Vec<&ChangeBatch> = good.iter().map(|i| batches[*i]).collect();
@@ -226,12 +207,5 @@ impl ApplyTxn<'_> {
             .commit()
             .await
             .map_err(PgError::query("commit an apply transaction"))
-    }
-}
-
-fn park_all(reason: String) -> BatchReport {
-    BatchReport {
-        parked: vec![Parked { row: None, reason }],
-        ..Default::default()
     }
 }
