@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 
+use meshsync_core::RowImage;
 use meshsync_core::{
-    Cell, ChangeBatch, Hlc, Op, PeerId, RowChange, SourcePosition, TableName, TxnId, Value,
+    Cell, ChangeBatch, Hlc, Op, PeerId, RowChange, SchemaVersion, SourcePosition, TableName, TxnId,
+    Value,
 };
-use meshsync_pg::{catalog::TableInfo, source::row::RowImage};
 
 /// Most row changes in one NATS message (well under the 1 MiB default payload for rows of
 /// ordinary width; a deterministic bound, never a byte count that could vary).
@@ -31,18 +32,19 @@ pub fn position_of(lsn: u64) -> SourcePosition {
     SourcePosition(format!("{lsn:016X}"))
 }
 
-/// The batches of one transaction, in order. `info` finds a table's shape.
+/// The batches of one transaction, in order. `shape` finds a table's schema version and key
+/// columns.
 /// `counters` lists, per table, the columns merged as counters: their deltas travel along.
 pub fn batches<'i>(
     header: &TxnHeader<'_>,
     rows: Vec<RowImage>,
-    info: impl Fn(&meshsync_core::TableName) -> Option<&'i TableInfo>,
+    shape: impl Fn(&TableName) -> Option<(SchemaVersion, &'i [String])>,
     counters: &HashMap<TableName, Vec<String>>,
 ) -> Vec<ChangeBatch> {
     let mut out: Vec<ChangeBatch> = Vec::new();
     let mut index: u32 = 0;
     for row in rows {
-        let Some(table) = info(&row.table) else {
+        let Some((schema, key_columns)) = shape(&row.table) else {
             continue;
         };
         // A key change is a delete of the old key followed by the new row.
@@ -101,8 +103,8 @@ pub fn batches<'i>(
                 position: header.position.clone(),
                 txn: header.txn.clone(),
                 chunk,
-                schema: table.schema,
-                key_columns: table.key.clone(),
+                schema,
+                key_columns: key_columns.to_vec(),
                 columns: names,
                 rows: vec![change],
             });

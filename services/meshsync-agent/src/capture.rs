@@ -133,7 +133,7 @@ pub async fn run(ctx: &CaptureContext) -> Result<()> {
                             position: position_of(txn.end_lsn),
                             txn: TxnId(txn.xid.to_string()),
                         };
-                        for batch in batches(&header, txn.rows, |t| ctx.tables.get(t), &ctx.counters) {
+                        for batch in batches(&header, txn.rows, |t| ctx.tables.get(t).map(|i| (i.schema, i.key.as_slice())), &ctx.counters) {
                             acks.push(ctx.publisher.send(&batch).await?);
                         }
                         debug!(lsn = txn.end_lsn, hlc = %fold, batches = acks.len(), "transaction published");

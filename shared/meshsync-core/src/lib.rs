@@ -12,6 +12,7 @@ mod change;
 pub mod digest;
 mod ident;
 mod report;
+mod row_image;
 mod value;
 mod version;
 
@@ -21,5 +22,6 @@ pub use change::{Change, Op, SourcePosition, TxnId};
 pub use ident::{IdentError, PeerId, SchemaVersion, TableName};
 pub use meshsync_hlc::Hlc;
 pub use report::{BatchReport, Parked};
+pub use row_image::RowImage;
 pub use value::{Cell, Value};
 pub use version::Version;

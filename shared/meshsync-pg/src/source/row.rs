@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+pub use meshsync_core::RowImage;
 use meshsync_core::{Cell, Op, TableName, Value};
 
 use super::pgoutput::{
@@ -81,24 +82,6 @@ impl<'a> RowMessage<'a> {
             RowMessage::Delete(m) => m.relation,
         }
     }
-}
-
-/// One row change, ready to become a [`meshsync_core::Change`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct RowImage {
-    /// What happened.
-    pub op: Op,
-    /// The table.
-    pub table: TableName,
-    /// Primary key (the new one for an update), in key column order.
-    pub key: Vec<(String, Value)>,
-    /// For an update that changed the key: the old key, so the caller can emit its delete.
-    pub old_key: Option<Vec<(String, Value)>>,
-    /// Every published column, in table order; empty for a delete.
-    pub columns: Vec<(String, Cell)>,
-    /// For an update with the full old row: the value before, of each written column (so
-    /// capture can send a counter's delta).
-    pub previous: Vec<(String, Value)>,
 }
 
 /// A row message that cannot become a [`RowImage`].
