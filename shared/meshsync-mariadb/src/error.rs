@@ -94,6 +94,17 @@ pub enum MariaDbError {
     /// The binlog stream ended (the server closed it).
     #[error("mariadb: the binlog stream ended")]
     StreamEnded,
+    /// Another set-up held the `meshsync` set-up lock for too long.
+    #[error(
+        "mariadb: another meshsync set-up held the lock {lock:?} for {seconds} s; retry, or \
+         find the session holding it (SELECT * FROM information_schema.METADATA_LOCK_INFO)"
+    )]
+    SetupLock {
+        /// The `GET_LOCK` name.
+        lock: &'static str,
+        /// How long meshsync waited.
+        seconds: u32,
+    },
 }
 
 impl MariaDbError {

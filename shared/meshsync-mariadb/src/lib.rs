@@ -3,13 +3,17 @@
 //! - [`check`]: refuses a server whose binlog settings capture cannot work with.
 //! - [`catalog`]: columns, types and primary keys from `information_schema`.
 //! - [`types`]: binlog values to [`meshsync_core::Value`] and back to bindable SQL values.
-//! - [`source`]: [`source::MariaDbSource`], committed transactions with GTID resume states.
+//! - [`source`]: [`source::MariaDbSource`], committed transactions with GTID resume states,
+//!   and [`source::ResumePoint`], where capture resumes after a restart.
+//! - [`setup`]: the `meshsync` database apply and capture keep their state in.
 //!
 //! See README.md for the type mapping table and the server settings.
 
 pub mod catalog;
 pub mod check;
 pub mod error;
+mod hlc_column;
+pub mod setup;
 pub mod source;
 pub mod types;
 

@@ -100,3 +100,24 @@ pub async fn drain(src: &mut MariaDbSource) -> Vec<CapturedTxn> {
         }
     }
 }
+
+/// One value of the first row of `sql` (a SELECT), as text (NULL as `None`).
+pub async fn scalar(conn: &mut MySqlConnection, sql: &str) -> Option<String> {
+    let (v,): (Option<String>,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    v
+}
+
+/// All rows of `sql`, every column cast to text by the query itself.
+pub async fn rows(conn: &mut MySqlConnection, sql: &str) -> Vec<Vec<Option<String>>> {
+    use sqlx::Row;
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_all(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| (0..r.len()).map(|i| r.try_get(i).unwrap()).collect())
+        .collect()
+}

@@ -5,11 +5,15 @@
 //! - [`row`]: row images (key, old key, cells with [`meshsync_core::Cell::Kept`]) from
 //!   decoded binlog rows.
 //! - [`stream`]: [`MariaDbSource`], the binlog connection and the transaction assembly.
+//! - [`resume`]: [`ResumePoint`], the GTID state and HLC capture resumes from, kept in
+//!   `meshsync.capture_state`.
 
 pub mod gtid;
+pub mod resume;
 pub mod row;
 pub mod stream;
 
 pub use gtid::{Gtid, GtidState};
+pub use resume::ResumePoint;
 pub use row::RowImage;
 pub use stream::{CapturedTxn, MariaDbSource, SourceConfig, SourceEvent, current_gtid_state};
