@@ -76,7 +76,7 @@ pub async fn run(config: Config) -> Result<()> {
             (name.clone(), counters)
         })
         .collect();
-    let capture_ctx = capture::CaptureContext {
+    let capture_ctx = capture::postgres::CaptureContext {
         peer: peer.clone(),
         node: clock.node(),
         url: url.clone(),
@@ -102,7 +102,7 @@ pub async fn run(config: Config) -> Result<()> {
     };
     info!(peer = %peer, stream = %endpoints.consume_stream, subject = %endpoints.publish_subject, "agent ready");
 
-    let capture = supervise("capture", || capture::run(&capture_ctx))
+    let capture = supervise("capture", || capture::postgres::run(&capture_ctx))
         .instrument(info_span!("capture", peer = %peer));
     let apply =
         supervise("apply", || apply::run(&apply_ctx)).instrument(info_span!("apply", peer = %peer));

@@ -63,6 +63,7 @@ struct Packed(
 struct Versions(Vec<Version>);
 
 impl Versions {
+    /// The position of `v`, added if new.
     fn at(&mut self, v: &Version) -> u16 {
         match self.0.iter().position(|x| x == v) {
             Some(i) => i as u16,
@@ -73,6 +74,7 @@ impl Versions {
         }
     }
 
+    /// The packed form of a cell.
     fn cell(&mut self, c: &CellState) -> PackedCell {
         PackedCell(c.value.clone(), self.at(&c.version), c.parts.clone())
     }

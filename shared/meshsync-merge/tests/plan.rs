@@ -64,7 +64,7 @@ fn run<'b>(
             b.rows.iter().map(move |r| RowInput {
                 batch: i,
                 row: r,
-                key: key(r.key[0].clone().as_int()),
+                key: key(int(&r.key[0])),
             })
         })
         .collect();
@@ -75,16 +75,10 @@ fn run<'b>(
     plan
 }
 
-trait AsInt {
-    fn as_int(self) -> i64;
-}
-
-impl AsInt for Value {
-    fn as_int(self) -> i64 {
-        match self {
-            Value::Int(i) => i,
-            other => panic!("not an int: {other:?}"),
-        }
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        other => panic!("not an int: {other:?}"),
     }
 }
 
@@ -178,7 +172,8 @@ fn counter_deltas_add_up_once_each_in_any_order() {
     );
     assert_eq!(one, two);
     let n = one[&key(1)].state.visible().unwrap()["n"].clone();
-    assert_eq!(n, Value::Int(1 + 2 - 3 + 4), "each delta counted once");
+    let (a, b, c, a2) = (1, 2, -3, 4);
+    assert_eq!(n, Value::Int(a + b + c + a2), "each delta counted once");
 }
 
 #[test]

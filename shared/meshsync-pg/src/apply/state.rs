@@ -52,8 +52,9 @@ pub async fn write(
     new: &[StateRow<'_>],
     changed: &[StateRow<'_>],
 ) -> Result<(), PgError> {
-    let columns = |rows: &[StateRow<'_>]| -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Option<i64>>) {
-        let mut out = (Vec::new(), Vec::new(), Vec::new());
+    type Columns = (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Option<i64>>);
+    let columns = |rows: &[StateRow<'_>]| -> Columns {
+        let mut out: Columns = (Vec::new(), Vec::new(), Vec::new());
         for (k, s, d) in rows {
             out.0.push(k.to_vec());
             out.1.push(s.clone());
