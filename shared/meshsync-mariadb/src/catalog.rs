@@ -22,6 +22,14 @@ pub struct Column {
     pub column_type: String,
     /// `NOT NULL`.
     pub not_null: bool,
+    /// An INSERT must give it a value: NOT NULL without a default, and not AUTO_INCREMENT,
+    /// generated or ENUM (whose implicit default is its first label). Apply writes rows that
+    /// lack such a column as updates only: MariaDB refuses even an `INSERT .. ON DUPLICATE
+    /// KEY UPDATE` of an existing row without it (error 1364).
+    pub required: bool,
+    /// A generated (VIRTUAL or PERSISTENT) column: MariaDB computes it and refuses values
+    /// for it (error 1906), so apply never writes it.
+    pub generated: bool,
 }
 
 /// The shape of a replicated table.
@@ -85,7 +93,11 @@ pub async fn load_one(
                 CAST(EXISTS (SELECT 1 FROM information_schema.CHECK_CONSTRAINTS k
                         WHERE k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME
                           AND k.CHECK_CLAUSE = CONCAT('json_valid(`', c.COLUMN_NAME, '`)'))
-                     AS SIGNED) AS json_check
+                     AS SIGNED) AS json_check,
+                CAST(c.COLUMN_DEFAULT IS NULL AND c.IS_NULLABLE = 'NO'
+                     AND c.EXTRA NOT LIKE '%auto_increment%' AND c.IS_GENERATED = 'NEVER'
+                     AND c.DATA_TYPE <> 'enum' AS SIGNED) AS required,
+                CAST(c.IS_GENERATED = 'ALWAYS' AS SIGNED) AS generated
          FROM information_schema.COLUMNS c
          WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ?
          ORDER BY c.ORDINAL_POSITION",
@@ -131,6 +143,8 @@ pub async fn load_one(
             ty,
             column_type: cat.column_type,
             not_null: nullable.eq_ignore_ascii_case("NO"),
+            required: get_u("required") == Some(1),
+            generated: get_u("generated") == Some(1),
         });
     }
     let key: Vec<(String,)> = sqlx::query_as(
@@ -171,6 +185,8 @@ mod tests {
             ty,
             column_type: String::new(),
             not_null: false,
+            required: false,
+            generated: false,
         };
         let a = [c("id", MariaType::Json)];
         let b = [c("id", MariaType::Uuid)];

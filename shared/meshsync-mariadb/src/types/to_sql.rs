@@ -318,6 +318,8 @@ mod tests {
             ty,
             column_type: String::new(),
             not_null: false,
+            required: false,
+            generated: false,
         }
     }
 
