@@ -105,6 +105,12 @@ pub enum MariaDbError {
         /// How long meshsync waited.
         seconds: u32,
     },
+    /// Row writes need an open transaction: their savepoints undo only the refused rows.
+    #[error(
+        "mariadb: apply writes need an open transaction (begin one with sqlx's \
+         Connection::begin); without one a refused row could not be undone alone"
+    )]
+    NotInTransaction,
 }
 
 impl MariaDbError {
@@ -121,13 +127,7 @@ impl MariaDbError {
     /// Whether a retry (reconnect, resume from the last state) may cure it.
     pub fn is_transient(&self) -> bool {
         match self {
-            MariaDbError::Query { source, .. } => matches!(
-                source,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Protocol(_)
-            ),
+            MariaDbError::Query { source, .. } => is_transient_sqlx(source),
             MariaDbError::Binlog { source, .. } => match source {
                 mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => true,
                 // Server shutdown, connection killed, server gone away, lost connection.
@@ -137,5 +137,48 @@ impl MariaDbError {
             MariaDbError::StreamEnded => true,
             _ => false,
         }
+    }
+}
+
+/// Server error numbers a retry of the whole transaction can cure: the server or connection
+/// went away, the transaction lost a lock race, resources ran out for a moment, or the
+/// server is read-only during a fail-over.
+const TRANSIENT_SERVER_ERRORS: [u16; 15] = [
+    1020, // ER_CHECKREAD: record changed since last read
+    1021, // ER_DISK_FULL
+    1037, // ER_OUTOFMEMORY
+    1038, // ER_OUT_OF_SORTMEMORY
+    1040, // ER_CON_COUNT_ERROR: too many connections
+    1041, // ER_OUT_OF_RESOURCES
+    1053, // ER_SERVER_SHUTDOWN
+    1114, // ER_RECORD_FILE_FULL: the table is full
+    1180, // ER_ERROR_DURING_COMMIT
+    1205, // ER_LOCK_WAIT_TIMEOUT
+    1213, // ER_LOCK_DEADLOCK: InnoDB rolled the whole transaction back
+    1290, // ER_OPTION_PREVENTS_STATEMENT: --read-only (fail-over in progress)
+    1317, // ER_QUERY_INTERRUPTED
+    1615, // ER_NEED_REPREPARE: a cached statement went stale after DDL
+    1927, // ER_CONNECTION_KILLED
+];
+
+/// Whether an sqlx error is about the connection, the server or the transaction rather than
+/// the data of the statement: retrying the whole transaction may cure it.
+pub fn is_transient_sqlx(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() else {
+                return false;
+            };
+            // SQLSTATE class 08: connection exception; 40: transaction rollback.
+            TRANSIENT_SERVER_ERRORS.contains(&my.number())
+                || my
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("40"))
+        }
+        _ => false,
     }
 }

@@ -1,4 +1,5 @@
-//! MariaDB side of meshsync: capture from the ROW binlog and the type mapping for apply.
+//! MariaDB side of meshsync: capture from the ROW binlog, the type mapping, and the SQL
+//! side of apply.
 //!
 //! - [`check`]: refuses a server whose binlog settings capture cannot work with.
 //! - [`catalog`]: columns, types and primary keys from `information_schema`.
@@ -6,9 +7,11 @@
 //! - [`source`]: [`source::MariaDbSource`], committed transactions with GTID resume states,
 //!   and [`source::ResumePoint`], where capture resumes after a restart.
 //! - [`setup`]: the `meshsync` database apply and capture keep their state in.
+//! - [`apply`]: batched row writes into replicated tables, refused rows reported one by one.
 //!
 //! See README.md for the type mapping table and the server settings.
 
+pub mod apply;
 pub mod catalog;
 pub mod check;
 pub mod error;

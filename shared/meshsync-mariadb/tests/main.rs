@@ -1,11 +1,14 @@
 //! Against a real MariaDB (testkit): capture (start-up check, type mapping, loop-prevention
-//! flag, GTID resume across rotation and a crash), the `meshsync` database, and the stored
-//! resume point.
+//! flag, GTID resume across rotation and a crash), the `meshsync` database, the stored
+//! resume point, and apply's row writes.
 
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
+mod apply;
+mod apply_refusal;
+mod apply_types;
 mod capture;
 mod capture_state;
 mod resume;

@@ -2,10 +2,14 @@
 
 use std::time::Duration;
 
-use meshsync_core::TableName;
-use meshsync_mariadb::{CapturedTxn, MariaDbSource, SourceConfig, SourceEvent};
+use meshsync_core::{TableName, Value};
+use meshsync_mariadb::{
+    CapturedTxn, MariaDbSource, SourceConfig, SourceEvent,
+    apply::{RowWrite, open_apply_session, write_rows},
+    catalog::{self, TableInfo},
+};
 use meshsync_testkit::MariaDb;
-use sqlx::MySqlConnection;
+use sqlx::{Connection, MySqlConnection};
 use tempfile::TempDir;
 
 /// Runs SQL text (one or more statements).
@@ -120,4 +124,57 @@ pub async fn rows(conn: &mut MySqlConnection, sql: &str) -> Vec<Vec<Option<Strin
         .iter()
         .map(|r| (0..r.len()).map(|i| r.try_get(i).unwrap()).collect())
         .collect()
+}
+
+// Apply helpers.
+
+/// Creates a table in `app` and loads its catalog entry.
+pub async fn table(c: &mut MySqlConnection, name: &str, ddl: &str) -> TableInfo {
+    exec(c, ddl).await;
+    catalog::load_one(c, &TableName::new("app", name))
+        .await
+        .unwrap()
+}
+
+/// `write_rows` in its own committed transaction.
+pub async fn write(
+    c: &mut MySqlConnection,
+    info: &TableInfo,
+    writes: &[RowWrite],
+) -> Vec<(usize, String)> {
+    let mut tx = c.begin().await.unwrap();
+    let refused = write_rows(&mut tx, info, writes).await.unwrap();
+    tx.commit().await.unwrap();
+    refused
+}
+
+/// An upsert with an integer key.
+pub fn up(id: i64, cols: &[(&str, Value)]) -> RowWrite {
+    RowWrite::Upsert {
+        key: vec![Value::Int(id)],
+        columns: cols
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), v.clone()))
+            .collect(),
+    }
+}
+
+pub fn text(s: &str) -> Value {
+    Value::Text(s.into())
+}
+
+/// Every row of `sql` (which selects one text expression), in order.
+pub async fn lines(c: &mut MySqlConnection, sql: &str) -> Vec<String> {
+    rows(c, sql)
+        .await
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect()
+}
+
+/// A server with database `app` and an apply session on it.
+pub async fn apply_server() -> (Server, MySqlConnection) {
+    let m = server("app").await;
+    let c = open_apply_session(&m.url("app")).await.unwrap();
+    (m, c)
 }
