@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use meshsync_e2e::workload;
 
-use crate::support::Mesh;
+use crate::support::{Mesh, verify};
 
 #[tokio::test]
 async fn three_postgres_peers_converge_under_conflicting_writes() {
@@ -55,18 +55,4 @@ async fn three_postgres_peers_converge_under_conflicting_writes() {
         out.contains("DIFFERS between a") && out.contains(&format!("key {victim}")),
         "{out}"
     );
-}
-
-/// Runs `meshsync verify` on the configs: (exit status 0, stdout).
-fn verify(configs: &[std::path::PathBuf]) -> (bool, String) {
-    let mut cmd = std::process::Command::new(meshsync_e2e::agent::binary().unwrap());
-    cmd.arg("verify");
-    for c in configs {
-        cmd.arg("--config").arg(c);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }

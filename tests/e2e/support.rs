@@ -188,3 +188,17 @@ impl Mesh {
         expected
     }
 }
+
+/// Runs `meshsync verify` on the configs: (exit status 0, stdout).
+pub fn verify(configs: &[std::path::PathBuf]) -> (bool, String) {
+    let mut cmd = std::process::Command::new(meshsync_e2e::agent::binary().unwrap());
+    cmd.arg("verify");
+    for c in configs {
+        cmd.arg("--config").arg(c);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}

@@ -3,5 +3,6 @@
 
 pub mod agent;
 pub mod checker;
+pub mod maria_peer;
 pub mod peer;
 pub mod workload;

@@ -48,6 +48,75 @@ pub async fn run(
     Ok(done)
 }
 
+/// The next write of a workload: (operation, key, the unique `v` it writes).
+fn next_write(
+    peer: &str,
+    rng: &mut Rng,
+    seq: &mut usize,
+    keys: u64,
+) -> (&'static str, i32, String) {
+    *seq += 1;
+    let id = 1 + rng.below(keys) as i32;
+    let op = match rng.below(10) {
+        0..=3 => "insert",
+        4..=7 => "update",
+        _ => "delete",
+    };
+    (op, id, format!("{peer}-{seq}"))
+}
+
+/// As [`run`], on a MariaDB peer (MariaDB's SQL; same choices for the same seed).
+pub async fn run_mysql(
+    conn: &mut sqlx::MySqlConnection,
+    peer: &str,
+    seed: u64,
+    ops: usize,
+    keys: u64,
+) -> Result<Vec<Write>> {
+    let mut rng = Rng::new(seed);
+    let mut done = Vec::new();
+    let mut seq = 0usize;
+    while seq < ops {
+        let in_txn = 1 + rng.below(3) as usize;
+        let mut pending = Vec::new();
+        let result: Result<(), sqlx::Error> = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            for _ in 0..in_txn {
+                let (op, id, v) = next_write(peer, &mut rng, &mut seq, keys);
+                let q = match op {
+                    "insert" => sqlx::query(
+                        "INSERT IGNORE INTO public.items (id, v, n, doc) VALUES (?, ?, 0, '{\"k\": [1, 2]}')",
+                    )
+                    .bind(id)
+                    .bind(&v),
+                    "update" => sqlx::query("UPDATE public.items SET v = ?, n = n + 1 WHERE id = ?")
+                        .bind(&v)
+                        .bind(id),
+                    _ => sqlx::query("DELETE FROM public.items WHERE id = ?").bind(id),
+                };
+                if q.execute(&mut *tx).await?.rows_affected() == 1 {
+                    pending.push(Write {
+                        peer: peer.to_owned(),
+                        id,
+                        op,
+                        v: (op != "delete").then_some(v),
+                    });
+                }
+            }
+            tx.commit().await
+        }
+        .await;
+        match result {
+            Ok(()) => done.extend(pending),
+            // Deadlock (1213) or lock wait timeout (1205): retry like any application.
+            Err(sqlx::Error::Database(e))
+                if e.code().is_some_and(|c| c == "40001" || c == "HY000") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(done)
+}
+
 async fn one_txn(
     conn: &mut PgConnection,
     peer: &str,
@@ -60,11 +129,9 @@ async fn one_txn(
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let mut pending = Vec::new();
         for _ in 0..in_txn {
-            *seq += 1;
-            let id = 1 + rng.below(keys) as i32;
-            let v = format!("{peer}-{seq}");
-            let (op, affected) = match rng.below(10) {
-                0..=3 => (
+            let (op, id, v) = next_write(peer, rng, seq, keys);
+            let (op, affected) = match op {
+                "insert" => (
                     "insert",
                     sqlx::query("INSERT INTO public.items (id, v, n, doc) VALUES ($1, $2, 0, '{\"k\": [1, 2]}') ON CONFLICT (id) DO NOTHING")
                         .bind(id)
@@ -73,7 +140,7 @@ async fn one_txn(
                         .await?
                         .rows_affected(),
                 ),
-                4..=7 => (
+                "update" => (
                     "update",
                     sqlx::query("UPDATE public.items SET v = $2, n = n + 1 WHERE id = $1")
                         .bind(id)

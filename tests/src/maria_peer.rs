@@ -1,0 +1,74 @@
+//! A MariaDB peer of a test mesh: a real MariaDB (ROW binlog), database `public` with the
+//! replicated table (the mesh names tables `schema.table` alike on every engine; on MariaDB
+//! the database plays the schema), a config file, and its agent process.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use meshsync_testkit::MariaDb;
+use sqlx::{MySqlConnection, Row};
+
+use crate::agent::Agent;
+
+/// The replicated table, as MariaDB spells it (same columns as the PostgreSQL peers').
+pub const TABLE_DDL: &str = "CREATE TABLE public.items (id INT PRIMARY KEY, \
+     v VARCHAR(255) NOT NULL, n BIGINT, doc JSON)";
+
+/// One MariaDB peer.
+pub struct MariaPeer {
+    /// Peer id.
+    pub id: String,
+    /// Its server.
+    pub db: MariaDb,
+    /// Its agent, once started.
+    pub agent: Option<Agent>,
+    /// Its config file.
+    pub config: PathBuf,
+}
+
+impl MariaPeer {
+    /// Starts MariaDB, creates database `public` with the table, writes the config.
+    pub async fn start(id: &str, nats_url: &str, dir: &std::path::Path) -> Result<MariaPeer> {
+        let db = MariaDb::start().await?;
+        db.create_database("public").await?;
+        let mut c = db.connect("public").await?;
+        sqlx::raw_sql(TABLE_DDL).execute(&mut c).await?;
+        let config = dir.join(format!("peer-{id}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[peer]\nid = \"{id}\"\n[nats]\nurl = \"{nats_url}\"\n[database]\nengine = \"mysql\"\nurl = \"{}\"\ntables = [\"public.items\"]\n",
+                db.url("public"),
+            ),
+        )?;
+        Ok(MariaPeer {
+            id: id.to_owned(),
+            db,
+            agent: None,
+            config,
+        })
+    }
+
+    /// Starts the agent.
+    pub fn start_agent(&mut self) -> Result<()> {
+        self.agent = Some(Agent::start(&self.config)?);
+        Ok(())
+    }
+
+    /// A connection to the peer's database.
+    pub async fn connect(&self) -> Result<MySqlConnection> {
+        self.db.connect("public").await
+    }
+
+    /// The table's rows, ordered by key: (id, v, n).
+    pub async fn rows(&self) -> Result<Vec<(i32, String, Option<i64>)>> {
+        let mut c = self.connect().await?;
+        let rows = sqlx::query("SELECT id, v, n FROM public.items ORDER BY id")
+            .fetch_all(&mut c)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+}
