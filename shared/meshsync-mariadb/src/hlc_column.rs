@@ -2,7 +2,8 @@
 //! order is HLC order (and times past 2038 still fit), and its node as a BIGINT of the same
 //! bits. The same encoding as the PostgreSQL engine's, so stored stamps compare alike;
 //! engine crates do not depend on each other, hence the copy. Used by
-//! `meshsync.capture_state`.
+//! `meshsync.capture_state`, `meshsync.applied` (capture folds its row images with
+//! [`from_columns`]) and `meshsync.row_state.deleted_at` (the time only).
 
 use meshsync_core::Hlc;
 

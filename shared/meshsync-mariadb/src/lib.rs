@@ -15,7 +15,7 @@ pub mod apply;
 pub mod catalog;
 pub mod check;
 pub mod error;
-mod hlc_column;
+pub mod hlc_column;
 pub mod setup;
 pub mod source;
 pub mod types;

@@ -19,14 +19,16 @@ pub const SETUP_LOCK_WAIT_SECS: u32 = 60;
 /// `row_state.pk` is `VARBINARY(2048)`, not 3072: InnoDB keys hold at most 3072 bytes, and
 /// `tbl` takes up to 1020 of them (255 utf8mb4 characters). A row whose encoded key is
 /// longer than 2048 bytes cannot have a merge state here.
-const SCHEMA: [&str; 4] = [
+const SCHEMA: [&str; 5] = [
     "CREATE DATABASE IF NOT EXISTS meshsync CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
     // Opaque merge state of every replicated row (versions, values, tombstones).
     "CREATE TABLE IF NOT EXISTS meshsync.row_state (
         tbl VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
         pk VARBINARY(2048) NOT NULL,
         state LONGBLOB NOT NULL,
-        PRIMARY KEY (tbl, pk)
+        deleted_at BIGINT NULL,
+        PRIMARY KEY (tbl, pk),
+        KEY row_state_deleted_at (deleted_at)
     ) ENGINE = InnoDB",
     // Last stream sequence applied per consumer, committed with the data (I9).
     "CREATE TABLE IF NOT EXISTS meshsync.checkpoint (
@@ -41,7 +43,26 @@ const SCHEMA: [&str; 4] = [
         hlc_time BIGINT NOT NULL,
         hlc_node BIGINT NOT NULL
     ) ENGINE = InnoDB",
+    // The highest HLC each apply consumer applied from other origins, upserted in the same
+    // transaction as the data. Apply sessions run with skip_replication, so capture sees the
+    // row in a `from_apply` transaction and folds the HLC into its clock: a local write
+    // committed after an applied change is stamped later (causality, I8). Capture reads the
+    // columns `hlc_time` and `hlc_node` (hlc_column encoding) of its row images.
+    "CREATE TABLE IF NOT EXISTS meshsync.applied (
+        consumer VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PRIMARY KEY,
+        hlc_time BIGINT NOT NULL,
+        hlc_node BIGINT NOT NULL
+    ) ENGINE = InnoDB",
 ];
+
+/// Columns added to `meshsync.row_state` after its first release, with the DDL that adds
+/// each to an older install: a deleted row's tombstone time (hlc_column encoding, NULL for a
+/// visible row), indexed, so tombstone retention finds old tombstones without a scan.
+const ROW_STATE_UPGRADES: [(&str, &str); 1] = [(
+    "deleted_at",
+    "ALTER TABLE meshsync.row_state ADD COLUMN IF NOT EXISTS deleted_at BIGINT NULL,
+         ADD INDEX IF NOT EXISTS row_state_deleted_at (deleted_at)",
+)];
 
 /// Creates whatever of the `meshsync` database is missing. The user needs CREATE on
 /// `meshsync.*`.
@@ -74,6 +95,26 @@ async fn prepare_locked(conn: &mut MySqlConnection) -> Result<(), MariaDbError> 
             .execute(&mut *conn)
             .await
             .map_err(MariaDbError::query("create the meshsync database"))?;
+    }
+    // Checked first: an ALTER that has nothing to do still takes a metadata lock on a table
+    // apply is writing.
+    for (column, ddl) in ROW_STATE_UPGRADES {
+        let (present,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM information_schema.COLUMNS
+             WHERE TABLE_SCHEMA = 'meshsync' AND TABLE_NAME = 'row_state' AND COLUMN_NAME = ?",
+        )
+        .bind(column)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(MariaDbError::query(
+            "read the columns of meshsync.row_state",
+        ))?;
+        if present == 0 {
+            sqlx::raw_sql(ddl)
+                .execute(&mut *conn)
+                .await
+                .map_err(MariaDbError::query("upgrade meshsync.row_state"))?;
+        }
     }
     Ok(())
 }

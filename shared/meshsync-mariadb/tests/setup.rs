@@ -35,7 +35,12 @@ async fn prepare_twice_creates_the_innodb_tables_once() {
     let want = |t: &str| vec![Some(t.to_owned()), Some("InnoDB".to_owned())];
     assert_eq!(
         tables,
-        [want("capture_state"), want("checkpoint"), want("row_state")]
+        [
+            want("applied"),
+            want("capture_state"),
+            want("checkpoint"),
+            want("row_state")
+        ]
     );
     let columns = rows(
         &mut c,
@@ -49,6 +54,9 @@ async fn prepare_twice_creates_the_innodb_tables_once() {
     assert_eq!(
         columns,
         [
+            "applied.consumer varchar(255) NO PRI",
+            "applied.hlc_time bigint(20) NO ",
+            "applied.hlc_node bigint(20) NO ",
             "capture_state.source varchar(255) NO PRI",
             "capture_state.gtid_state text NO ",
             "capture_state.hlc_time bigint(20) NO ",
@@ -58,12 +66,52 @@ async fn prepare_twice_creates_the_innodb_tables_once() {
             "row_state.tbl varchar(255) NO PRI",
             "row_state.pk varbinary(2048) NO PRI",
             "row_state.state longblob NO ",
+            "row_state.deleted_at bigint(20) YES MUL",
         ]
     );
     // The lock is released: another session gets it at once.
     let mut other = m.connect("app").await.unwrap();
     let free = format!("SELECT CAST(IS_FREE_LOCK('{SETUP_LOCK}') AS CHAR)");
     assert_eq!(scalar(&mut other, &free).await, Some("1".into()));
+}
+
+/// An install made before `row_state.deleted_at` existed gains the column and its index,
+/// keeping its states.
+#[tokio::test]
+async fn prepare_upgrades_an_older_row_state() {
+    let m = server("app").await;
+    let mut c = m.connect("app").await.unwrap();
+    exec(
+        &mut c,
+        "CREATE DATABASE meshsync CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+         CREATE TABLE meshsync.row_state (
+             tbl VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+             pk VARBINARY(2048) NOT NULL, state LONGBLOB NOT NULL, PRIMARY KEY (tbl, pk)
+         ) ENGINE = InnoDB;
+         INSERT INTO meshsync.row_state VALUES ('app.t', x'01', 'old')",
+    )
+    .await;
+    setup::prepare(&mut c).await.unwrap();
+    setup::prepare(&mut c).await.unwrap();
+    assert_eq!(
+        scalar(
+            &mut c,
+            "SELECT CAST(CONCAT(state, '|', IFNULL(deleted_at, 'NULL')) AS CHAR)
+             FROM meshsync.row_state"
+        )
+        .await,
+        Some("old|NULL".into())
+    );
+    assert_eq!(
+        scalar(
+            &mut c,
+            "SELECT CAST(GROUP_CONCAT(DISTINCT INDEX_NAME ORDER BY INDEX_NAME) AS CHAR)
+             FROM information_schema.STATISTICS
+             WHERE TABLE_SCHEMA = 'meshsync' AND TABLE_NAME = 'row_state'"
+        )
+        .await,
+        Some("PRIMARY,row_state_deleted_at".into())
+    );
 }
 
 #[tokio::test]
@@ -74,8 +122,8 @@ async fn row_state_keys_are_case_sensitive_and_hold_2048_bytes() {
     // Table names are case-sensitive on Linux: `app.T` and `app.t` are two tables.
     exec(
         &mut c,
-        "INSERT INTO meshsync.row_state VALUES ('app.T', x'01', 'a'), ('app.t', x'01', 'b'),
-             ('app.t', REPEAT(x'ff', 2048), 'c')",
+        "INSERT INTO meshsync.row_state (tbl, pk, state)
+         VALUES ('app.T', x'01', 'a'), ('app.t', x'01', 'b'), ('app.t', REPEAT(x'ff', 2048), 'c')",
     )
     .await;
     assert_eq!(
@@ -87,7 +135,7 @@ async fn row_state_keys_are_case_sensitive_and_hold_2048_bytes() {
         Some("3".into())
     );
     let too_long =
-        sqlx::raw_sql("INSERT INTO meshsync.row_state VALUES ('app.t', REPEAT(x'ff', 2049), 'd')")
+        sqlx::raw_sql("INSERT INTO meshsync.row_state (tbl, pk, state) VALUES ('app.t', REPEAT(x'ff', 2049), 'd')")
             .execute(&mut c)
             .await;
     assert!(too_long.is_err(), "strict mode refuses a longer key");
