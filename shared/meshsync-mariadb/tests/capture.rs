@@ -167,11 +167,21 @@ async fn captures_inserts_updates_deletes_with_exact_values() {
             assert!(matches!(cell, Cell::Kept(_)), "{name}: {cell:?}");
         }
     }
+    // The before-image of every written column, and only of those.
+    assert_eq!(
+        r.previous,
+        vec![("vc".to_owned(), Value::Text("héllo ☃".into()))]
+    );
+    assert!(
+        ins.rows[0].previous.is_empty(),
+        "an insert has no before-image"
+    );
     let moved = next_rows(&mut src).await;
     let r = &moved.rows[0];
     assert_eq!(r.key, vec![("id".to_owned(), Value::Int(20))]);
     assert_eq!(r.old_key, Some(vec![("id".to_owned(), Value::Int(2))]));
     assert_eq!(r.columns[0], ("id".to_owned(), Cell::Value(Value::Int(20))));
+    assert_eq!(r.previous, vec![("id".to_owned(), Value::Int(2))]);
 
     let del = next_rows(&mut src).await;
     let r = &del.rows[0];
@@ -220,4 +230,42 @@ async fn skip_replication_sessions_are_from_apply() {
     let txns = drain(&mut src).await;
     let flags: Vec<bool> = txns.iter().map(|t| t.from_apply).collect();
     assert_eq!(flags, [true, false, true]);
+}
+
+/// `previous` of an update: the before-image of each written column (NULL included), in
+/// table order, and nothing for columns the update kept.
+#[tokio::test]
+async fn updates_carry_the_before_image_of_written_columns() {
+    let m = server("db").await;
+    let mut c = m.connect("db").await.unwrap();
+    exec(
+        &mut c,
+        "CREATE TABLE t (id INT PRIMARY KEY, stock INT, note TEXT, n BIGINT NULL)",
+    )
+    .await;
+    let resume = current_gtid_state(&mut c).await.unwrap();
+    let mut src = MariaDbSource::connect(&config(&m, "db", &["t"], &resume))
+        .await
+        .unwrap();
+    exec(&mut c, "INSERT INTO t VALUES (1, 10, 'x', NULL)").await;
+    exec(&mut c, "UPDATE t SET stock = stock - 3, n = 7 WHERE id = 1").await;
+    let ins = next_rows(&mut src).await;
+    assert!(ins.rows[0].previous.is_empty());
+    let upd = next_rows(&mut src).await;
+    let r = &upd.rows[0];
+    assert_eq!(
+        r.previous,
+        vec![
+            ("stock".to_owned(), Value::Int(10)),
+            ("n".to_owned(), Value::Null)
+        ]
+    );
+    assert_eq!(
+        r.columns[1],
+        ("stock".to_owned(), Cell::Value(Value::Int(7)))
+    );
+    assert_eq!(
+        r.columns[2],
+        ("note".to_owned(), Cell::Kept(Value::Text("x".into())))
+    );
 }

@@ -1,28 +1,18 @@
-//! Row images from decoded binlog rows: the primary key and the cells of an insert, update or
-//! delete. Columns are matched by name (binlog_row_metadata=FULL sends names), so a column
-//! the image lacks is [`Cell::Unchanged`] rather than a shifted value.
+//! Row images ([`RowImage`], the engine-neutral one of meshsync-core) from decoded binlog
+//! rows: the primary key and the cells of an insert, update or delete. Columns are matched by
+//! name (binlog_row_metadata=FULL sends names), so a column the image lacks is
+//! [`Cell::Unchanged`] rather than a shifted value.
+//!
+//! For an update, a column equal to its before-image is [`Cell::Kept`], a changed one
+//! [`Cell::Value`], and `previous` holds the before-image value of every changed column
+//! (capture sends counter columns as the difference).
 
 use mysql_async::binlog::row::BinlogRow;
 
-use meshsync_core::{Cell, Op, TableName, Value};
+pub use meshsync_core::RowImage;
+use meshsync_core::{Cell, Op, Value};
 
 use crate::{catalog::TableInfo, error::MariaDbError, types::from_binlog};
-
-/// One row change, ready to become a [`meshsync_core::Change`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct RowImage {
-    /// What happened.
-    pub op: Op,
-    /// The table.
-    pub table: TableName,
-    /// Primary key (the new one for an update), in key column order.
-    pub key: Vec<(String, Value)>,
-    /// For an update that changed the key: the old key, so the caller can emit its delete.
-    pub old_key: Option<Vec<(String, Value)>>,
-    /// Every column in table order; empty for a delete. For an update, a column equal to its
-    /// before-image is [`Cell::Kept`], a changed one [`Cell::Value`].
-    pub columns: Vec<(String, Cell)>,
-}
 
 /// The values of `row` in the table's column order (`None` where the image lacks a column).
 fn values(table: &TableInfo, row: &BinlogRow) -> Result<Vec<Option<Value>>, MariaDbError> {
@@ -83,6 +73,7 @@ pub fn row_image(
     let before = before.map(|r| values(table, r)).transpose()?;
     let after = after.map(|r| values(table, r)).transpose()?;
     let names = table.columns.iter().map(|c| c.name.clone());
+    let mut previous = Vec::new();
     let (op, key, old_key, columns) = match (before, after) {
         (None, Some(after)) => {
             let key = key_of(table, &after)?;
@@ -96,17 +87,19 @@ pub fn row_image(
             let key = key_of(table, &after)?;
             let old = key_of(table, &before)?;
             let old_key = (old != key).then_some(old);
-            let cols = names
-                .zip(after.into_iter().zip(before))
-                .map(|(n, (a, b))| {
-                    let cell = match (a, b) {
-                        (None, _) => Cell::Unchanged,
-                        (Some(a), Some(b)) if a == b => Cell::Kept(a),
-                        (Some(a), _) => Cell::Value(a),
-                    };
-                    (n, cell)
-                })
-                .collect();
+            let mut cols = Vec::with_capacity(after.len());
+            for (n, (a, b)) in names.zip(after.into_iter().zip(before)) {
+                let cell = match (a, b) {
+                    (None, _) => Cell::Unchanged,
+                    (Some(a), Some(b)) if a == b => Cell::Kept(a),
+                    (Some(a), Some(b)) => {
+                        previous.push((n.clone(), b));
+                        Cell::Value(a)
+                    }
+                    (Some(a), None) => Cell::Value(a),
+                };
+                cols.push((n, cell));
+            }
             (Op::Update, key, old_key, cols)
         }
         (Some(before), None) => (Op::Delete, key_of(table, &before)?, None, Vec::new()),
@@ -123,5 +116,6 @@ pub fn row_image(
         key,
         old_key,
         columns,
+        previous,
     })
 }
