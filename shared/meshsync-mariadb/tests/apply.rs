@@ -201,3 +201,83 @@ async fn generated_columns_are_computed_not_written() {
     let sql = "SELECT CONCAT_WS('|', id, d, v, p) FROM g ORDER BY id";
     assert_eq!(lines(&mut c, sql).await, ["1|11|12|22", "2|20|21|40"]);
 }
+
+/// `UpsertChanged`: a missing row is inserted whole, an existing one gets only the changed
+/// columns, in both the upsert and the update-only (required column missing) forms.
+#[tokio::test]
+async fn upsert_changed_inserts_whole_rows_and_overwrites_only_changed_columns() {
+    let (_m, mut c) = apply_server().await;
+    let info = table(
+        &mut c,
+        "t",
+        "CREATE TABLE t (id INT PRIMARY KEY, a VARCHAR(20) NOT NULL DEFAULT 'dflt',
+                         b INT DEFAULT 7, c TEXT NULL)",
+    )
+    .await;
+    exec(&mut c, "INSERT INTO t VALUES (1, 'local a', 1, 'local c')").await;
+    let put = |id: i64, changed: &[&str]| RowWrite::UpsertChanged {
+        key: vec![Value::Int(id)],
+        columns: vec![
+            ("id".into(), Value::Int(id)),
+            ("a".into(), text("merged a")),
+            ("b".into(), Value::Int(20)),
+            ("c".into(), text("merged c")),
+        ],
+        changed: changed.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    // Row 1 exists: only `b` changes. Row 2 is missing: it comes whole although only `b`
+    // changed. Row 3: nothing changed (a key-only change), inserted whole too.
+    assert_eq!(
+        write(
+            &mut c,
+            &info,
+            &[put(1, &["b"]), put(2, &["b"]), put(3, &["id"])]
+        )
+        .await,
+        []
+    );
+    assert_eq!(
+        lines(&mut c, T).await,
+        [
+            "1|local a|20|local c",
+            "2|merged a|20|merged c",
+            "3|merged a|20|merged c"
+        ]
+    );
+    // An existing row with nothing to overwrite is left alone.
+    exec(&mut c, "UPDATE t SET b = 5 WHERE id = 3").await;
+    assert_eq!(write(&mut c, &info, &[put(3, &[])]).await, []);
+    assert_eq!(
+        scalar(&mut c, "SELECT CAST(b AS CHAR) FROM t WHERE id = 3").await,
+        Some("5".into())
+    );
+    // A changed column the write does not give is refused, naming it.
+    let bad = RowWrite::UpsertChanged {
+        key: vec![Value::Int(4)],
+        columns: vec![("a".into(), text("x"))],
+        changed: vec!["c".into()],
+    };
+    let refused = write(&mut c, &info, &[bad]).await;
+    assert_eq!(refused.len(), 1);
+    assert!(refused[0].1.contains("\"c\""), "{refused:?}");
+
+    // A table with a NOT NULL column without default, written without it: update-only,
+    // and still only the changed columns.
+    let info = table(
+        &mut c,
+        "r",
+        "CREATE TABLE r (id INT PRIMARY KEY, req INT NOT NULL, x INT, y INT)",
+    )
+    .await;
+    exec(&mut c, "INSERT INTO r VALUES (1, 100, 1, 1)").await;
+    let partial = RowWrite::UpsertChanged {
+        key: vec![Value::Int(1)],
+        columns: vec![("x".into(), Value::Int(2)), ("y".into(), Value::Int(2))],
+        changed: vec!["y".into()],
+    };
+    assert_eq!(write(&mut c, &info, &[partial]).await, []);
+    assert_eq!(
+        lines(&mut c, "SELECT CONCAT_WS('|', id, req, x, y) FROM r").await,
+        ["1|100|1|2"]
+    );
+}

@@ -43,6 +43,20 @@ pub enum RowWrite {
         /// generated columns may be listed and are skipped (MariaDB computes them).
         columns: Vec<(String, Value)>,
     },
+    /// Insert the row with `columns` if its key is missing here; if it exists, overwrite only
+    /// the columns named in `changed` and keep its others. What apply writes for a merged
+    /// row: a row missing on this peer never appears with only some of its columns, and an
+    /// existing row keeps the columns the merge did not change.
+    UpsertChanged {
+        /// Primary-key values, in the table's key order.
+        key: Vec<Value>,
+        /// The whole row (as [`RowWrite::Upsert`]'s `columns`): inserted when the key is
+        /// missing.
+        columns: Vec<(String, Value)>,
+        /// Of `columns`, the ones to overwrite in an existing row. A name not in `columns`
+        /// refuses the write; key and generated columns are skipped.
+        changed: Vec<String>,
+    },
     /// Delete the row if it exists.
     Delete {
         /// Primary-key values, in the table's key order.

@@ -20,6 +20,9 @@ pub(super) struct Columns {
     pub indexes: Vec<usize>,
     /// Their values, same order.
     pub values: Vec<SqlValue>,
+    /// Positions in `indexes` (ascending) of the columns an existing row gets overwritten
+    /// with; all of them for [`RowWrite::Upsert`].
+    pub update: Vec<usize>,
 }
 
 /// A write ready for SQL.
@@ -83,9 +86,14 @@ pub(super) fn bind(
     index: usize,
     write: &RowWrite,
 ) -> Result<Bound, String> {
-    let (key, columns) = match write {
-        RowWrite::Upsert { key, columns } => (key, Some(columns)),
-        RowWrite::Delete { key } => (key, None),
+    let (key, columns, changed) = match write {
+        RowWrite::Upsert { key, columns } => (key, Some(columns), None),
+        RowWrite::UpsertChanged {
+            key,
+            columns,
+            changed,
+        } => (key, Some(columns), Some(changed)),
+        RowWrite::Delete { key } => (key, None, None),
     };
     if key.len() != keys.len() {
         return Err(format!(
@@ -138,11 +146,36 @@ pub(super) fn bind(
         }
     }
     written.sort_by_key(|(i, _)| *i);
-    let (indexes, values) = written.into_iter().unzip();
+    let (indexes, values): (Vec<usize>, Vec<SqlValue>) = written.into_iter().unzip();
+    let update = match changed {
+        None => (0..indexes.len()).collect(),
+        Some(changed) => {
+            let mut update = Vec::with_capacity(changed.len());
+            for name in changed {
+                if !seen.contains(name.as_str()) {
+                    return Err(format!(
+                        "column {name:?} is to be overwritten but the write does not give it"
+                    ));
+                }
+                // Key and generated columns are not among `indexes`: nothing to overwrite.
+                let found = info.columns.iter().position(|c| &c.name == name);
+                if let Some(p) = found.and_then(|i| indexes.iter().position(|x| *x == i)) {
+                    update.push(p);
+                }
+            }
+            update.sort_unstable();
+            update.dedup();
+            update
+        }
+    };
     Ok(Bound {
         index,
         key,
-        upsert: Some(Columns { indexes, values }),
+        upsert: Some(Columns {
+            indexes,
+            values,
+            update,
+        }),
     })
 }
 

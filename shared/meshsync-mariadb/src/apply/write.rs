@@ -134,23 +134,25 @@ pub(super) async fn execute(
         q.execute(&mut *conn).await?;
     }
 
-    // Upserts grouped by the set of columns they write (in table order).
-    let mut groups: Vec<(&[usize], Vec<&Bound>)> = Vec::new();
+    // Upserts grouped by the set of columns they write and the subset they overwrite.
+    type Group<'r, 'b> = (&'r [usize], &'r [usize], Vec<&'b Bound>);
+    let mut groups: Vec<Group<'_, '_>> = Vec::new();
     for r in rows {
         let Some(u) = &r.upsert else { continue };
-        match groups
-            .iter_mut()
-            .find(|(cols, _)| *cols == u.indexes.as_slice())
-        {
-            Some((_, members)) => members.push(r),
-            None => groups.push((&u.indexes, vec![r])),
+        match groups.iter_mut().find(|(cols, update, _)| {
+            *cols == u.indexes.as_slice() && *update == u.update.as_slice()
+        }) {
+            Some((_, _, members)) => members.push(r),
+            None => groups.push((&u.indexes, &u.update, vec![r])),
         }
     }
-    for (cols, members) in groups {
-        let names: Vec<String> = cols
+    for (cols, overwritten, members) in groups {
+        let name_of = |i: &usize| info.columns.get(*i).map(|c| ident(&c.name));
+        let names: Vec<String> = cols.iter().filter_map(name_of).collect();
+        let overwrite: Vec<String> = overwritten
             .iter()
-            .filter_map(|i| info.columns.get(*i))
-            .map(|c| ident(&c.name))
+            .filter_map(|p| cols.get(*p))
+            .filter_map(name_of)
             .collect();
         // A required column the group lacks: an insert is impossible, so update only.
         let lacking = info
@@ -164,11 +166,15 @@ pub(super) async fn execute(
             (_, lacking) => lacking,
         };
         if let Some(column) = lacking {
-            update(conn, &table, &keys, &names, &members, &column, max_bytes).await?;
+            let set = Overwrite {
+                names: &overwrite,
+                positions: overwritten,
+            };
+            update(conn, &table, &keys, &set, &members, &column, max_bytes).await?;
             continue;
         }
         let all: Vec<String> = keys.iter().chain(&names).cloned().collect();
-        let set = upsert_assignments(&keys, &names);
+        let set = upsert_assignments(&keys, &overwrite);
         for chunk in chunks(&members, all.len(), usize::MAX, max_bytes) {
             let values = vec![tuple(all.len()); chunk.len()].join(", ");
             let sql = format!(
@@ -197,6 +203,15 @@ fn key_in(keys: &[String], n: usize) -> String {
 /// row updated, so cost grows with the square of this.
 const UPDATE_ROWS: usize = 200;
 
+/// The columns an update-only write sets: quoted names, and their positions among the
+/// group's written values.
+struct Overwrite<'a> {
+    /// Quoted column names.
+    names: &'a [String],
+    /// Position of each in `Columns::values`.
+    positions: &'a [usize],
+}
+
 /// Update-only writes: `UPDATE t SET c = CASE WHEN k = ? THEN ? .. END .. WHERE k IN (..)`,
 /// with parameters compared to the columns themselves (their collation, their index). A
 /// chunk that matches fewer rows than it has is a [`Failure::Missing`] (the connection
@@ -205,11 +220,12 @@ async fn update(
     conn: &mut MySqlConnection,
     table: &str,
     keys: &[String],
-    names: &[String],
+    set: &Overwrite<'_>,
     rows: &[&Bound],
     lacking: &str,
     max_bytes: usize,
 ) -> Result<(), Failure> {
+    let names = set.names;
     let when = keys
         .iter()
         .map(|k| format!("{k} = ?"))
@@ -217,7 +233,7 @@ async fn update(
         .join(" AND ");
     let per_row = names.len() * (keys.len() + 1) + keys.len();
     for chunk in chunks(rows, per_row, UPDATE_ROWS, max_bytes) {
-        let set = if names.is_empty() {
+        let assignments = if names.is_empty() {
             // Nothing to change: the statement only finds the rows.
             format!(
                 "{0} = {0}",
@@ -232,17 +248,17 @@ async fn update(
                 .join(", ")
         };
         let sql = format!(
-            "{}UPDATE {table} SET {set} WHERE {}",
+            "{}UPDATE {table} SET {assignments} WHERE {}",
             prefix(),
             key_in(keys, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for i in 0..names.len() {
+        for pos in set.positions {
             for r in chunk {
                 for v in &r.key {
                     q = v.clone().bind(q);
                 }
-                let v = r.upsert.as_ref().and_then(|u| u.values.get(i));
+                let v = r.upsert.as_ref().and_then(|u| u.values.get(*pos));
                 q = v.cloned().unwrap_or(SqlValue::Null).bind(q);
             }
         }
