@@ -12,6 +12,10 @@ pub const SETUP_LOCK: &str = "meshsync.setup";
 /// How long a set-up waits for another one to finish, in seconds.
 pub const SETUP_LOCK_WAIT_SECS: u32 = 60;
 
+/// Longest encoded key `meshsync.row_state.pk` holds (see [`SCHEMA`]); apply parks rows
+/// whose key is longer.
+pub const ROW_STATE_KEY_BYTES: usize = 2048;
+
 /// The `meshsync` database. InnoDB throughout: state is written in the same transactions as
 /// the data it describes. Names and ids use `utf8mb4_bin`: case-sensitive and byte-ordered,
 /// as table names and peer ids are (PostgreSQL uses `COLLATE "C"`).

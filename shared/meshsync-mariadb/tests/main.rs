@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod sink_support;
 mod support;
 
 mod apply;
@@ -13,3 +14,5 @@ mod capture;
 mod capture_state;
 mod resume;
 mod setup;
+mod sink;
+mod sink_txn;

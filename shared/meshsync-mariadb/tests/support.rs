@@ -51,10 +51,22 @@ pub async fn start_with(extra: &[&str]) -> Server {
     let arg = format!("--tmpdir={}", tmp.path().display());
     let mut args = vec![arg.as_str()];
     args.extend_from_slice(extra);
-    Server {
-        m: MariaDb::start_with(&args).await.unwrap(),
-        _tmp: tmp,
-    }
+    // The testkit runs mariadb-install-db without `--tmpdir`: parallel bootstraps share
+    // `/tmp`, collide on `#sql-temptable-..` names and fail ("Unknown table
+    // 'mysql.tmp_user_sys'"). A fresh bootstrap a moment later succeeds.
+    let mut attempt = 0;
+    let m = loop {
+        match MariaDb::start_with(&args).await {
+            Ok(m) => break m,
+            Err(e) if attempt < 4 && e.to_string().contains("mariadb-install-db failed") => {
+                attempt += 1;
+                let jitter = u64::from(std::process::id() % 7) * 50;
+                tokio::time::sleep(Duration::from_millis(200 * attempt + jitter)).await;
+            }
+            Err(e) => panic!("start MariaDB: {e:#}"),
+        }
+    };
+    Server { m, _tmp: tmp }
 }
 
 /// A started server with database `db` created.

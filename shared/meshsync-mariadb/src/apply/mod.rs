@@ -7,12 +7,22 @@
 //!   [`crate::CapturedTxn::from_apply`] (loop prevention, I7).
 //! - [`write_rows`]: the writes of one table; values converted with [`crate::types::to_sql`].
 //!
+//! - [`MariaDbSink`]: change batches merged by the merge policies (meshsync-merge) and
+//!   written with [`write_rows`], row states, checkpoint and applied HLC in one transaction.
+//!
 //! Modules: `row` (checking and converting a write), `write` (the statements), `refusal`
-//! (reasons that never carry a row's values).
+//! (reasons that never carry a row's values), `sink` and `table` (merging batches), `state`
+//! (`meshsync.row_state`).
 
 mod refusal;
 mod row;
+mod sink;
+mod state;
+mod table;
 mod write;
+
+pub use meshsync_core::{BatchReport, Parked};
+pub use sink::{APPLIED_TABLE, ApplyTxn, MariaDbSink};
 
 use std::collections::HashSet;
 

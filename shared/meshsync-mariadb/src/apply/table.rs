@@ -1,0 +1,332 @@
+//! One table's share of an apply transaction: check the incoming rows, normalise their keys,
+//! read and lock their states, merge (meshsync-merge), write the rows that changed, store the
+//! states. The same steps as the PostgreSQL sink's.
+
+use std::collections::{BTreeMap, HashSet};
+
+use meshsync_core::{BatchReport, Cell, ChangeBatch, Parked, PeerId, Value, digest};
+use meshsync_merge::{ConflictRecord, Outcome, RowAction, RowInput, TablePolicies, plan_table};
+use sqlx::MySqlConnection;
+
+use super::{RowWrite, state, write_rows};
+use crate::{
+    catalog::{Column, TableInfo},
+    error::MariaDbError,
+    hlc_column,
+    setup::ROW_STATE_KEY_BYTES,
+    types::{MariaType, SqlValue, to_sql},
+};
+
+/// Whether the batch's shape fits the table here; the reason otherwise.
+pub fn check_shape(info: &TableInfo, batch: &ChangeBatch) -> Result<(), String> {
+    if batch.key_columns != info.key {
+        return Err(format!(
+            "primary key of {} is ({}) here but ({}) at origin {}",
+            batch.table,
+            info.key.join(", "),
+            batch.key_columns.join(", "),
+            batch.origin
+        ));
+    }
+    for c in &batch.columns {
+        if info.column(c).is_none() {
+            return Err(format!(
+                "column {c:?} of {} does not exist on this peer",
+                batch.table
+            ));
+        }
+    }
+    for row in &batch.rows {
+        if row.key.len() != batch.key_columns.len()
+            || (!row.cells.is_empty() && row.cells.len() != batch.columns.len())
+        {
+            return Err(format!(
+                "row {} of the batch does not match its column list",
+                row.index
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One key value as this peer's column stores it, in text: the same for the same row
+/// whatever engine and types the origin has (`Int(5)` and `UInt(5)` alike, `1.50` and `1.5`
+/// in a DECIMAL, a BINARY(n) value with or without its zero padding).
+fn key_part(col: &Column, v: &Value) -> Result<Option<String>, String> {
+    let sql = to_sql(v, col).map_err(|e| format!("key column {:?}: {e}", col.name))?;
+    Ok(match sql {
+        SqlValue::Null => None,
+        SqlValue::Int(i) => Some(i.to_string()),
+        SqlValue::UInt(u) => Some(u.to_string()),
+        // 0 and -0 are one key (-0.0 + 0.0 is 0.0).
+        SqlValue::Float(f) => Some(format!("{:?}", f + 0.0)),
+        SqlValue::Text(s) if matches!(col.ty, MariaType::Decimal { .. }) => {
+            Some(digest::normalize_decimal(&s).into_owned())
+        }
+        SqlValue::Text(s) => Some(s),
+        SqlValue::Bytes(mut b) => {
+            if let MariaType::Binary {
+                fixed: true,
+                max_bytes,
+            } = col.ty
+            {
+                b.resize(
+                    usize::try_from(max_bytes).unwrap_or(b.len()).max(b.len()),
+                    0,
+                );
+            }
+            Some(b.iter().map(|x| format!("{x:02x}")).collect())
+        }
+    })
+}
+
+/// The bytes `meshsync.row_state.pk` holds for `key` (values of `names`, the key columns):
+/// JSON of the parts' text.
+fn key_bytes(info: &TableInfo, names: &[String], key: &[Value]) -> Result<Vec<u8>, String> {
+    let parts = names
+        .iter()
+        .zip(key)
+        .map(|(name, v)| {
+            let col = info
+                .column(name)
+                .ok_or_else(|| format!("no key column {name:?}"))?;
+            key_part(col, v)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Serialising strings cannot fail.
+    let bytes = serde_json::to_vec(&parts).unwrap_or_default();
+    if bytes.len() > ROW_STATE_KEY_BYTES {
+        return Err(format!(
+            "the row's key takes {} bytes encoded; meshsync.row_state keeps merge states for \
+             keys of up to {ROW_STATE_KEY_BYTES} bytes: shorten the primary key of {}",
+            bytes.len(),
+            info.name
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Checks that every value of an incoming row fits its column here (I10).
+fn check_values(info: &TableInfo, batch: &ChangeBatch, cells: &[Cell]) -> Result<(), String> {
+    for (name, cell) in batch.columns.iter().zip(cells) {
+        let Some(v) = cell.value() else { continue };
+        let col = info
+            .column(name)
+            .ok_or_else(|| format!("no column {name:?}"))?;
+        if col.generated {
+            // Never written: MariaDB computes it.
+            continue;
+        }
+        if v.is_null() {
+            if col.not_null && cell.is_written() {
+                return Err(format!(
+                    "column {name:?} is NOT NULL here but the change sets it to NULL"
+                ));
+            }
+            continue;
+        }
+        to_sql(v, col).map_err(|e| format!("column {name:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The write of a merged row: the whole visible row for an insert, of which an existing row
+/// gets only the columns the merge changed. Key columns come from the key.
+fn row_write(
+    info: &TableInfo,
+    key: &[Value],
+    whole: BTreeMap<String, Value>,
+    changed: &BTreeMap<String, Value>,
+) -> RowWrite {
+    let keep = |name: &String| info.column(name).is_some() && !info.key.contains(name);
+    // A changed column the state no longer knows keeps its value here (as on PostgreSQL).
+    let changed = changed
+        .keys()
+        .filter(|n| keep(n) && whole.contains_key(*n))
+        .cloned()
+        .collect();
+    RowWrite::UpsertChanged {
+        key: key.to_vec(),
+        columns: whole.into_iter().filter(|(n, _)| keep(n)).collect(),
+        changed,
+    }
+}
+
+/// Merges `batches` (one table, stream order) into the database inside the open transaction.
+/// `reports` has one entry per batch; returns the conflicts resolved.
+pub async fn apply(
+    conn: &mut MySqlConnection,
+    info: &TableInfo,
+    policies: &TablePolicies,
+    batches: &[&ChangeBatch],
+    reports: &mut [BatchReport],
+    me: &PeerId,
+) -> Result<Vec<ConflictRecord>, MariaDbError> {
+    let started = std::time::Instant::now();
+    let tbl = info.name.to_string();
+    let mut inputs: Vec<RowInput<'_>> = Vec::new();
+    let mut keys: HashSet<Vec<u8>> = HashSet::new();
+    for (b, batch) in batches.iter().enumerate() {
+        for row in &batch.rows {
+            let checked = key_bytes(info, &batch.key_columns, &row.key).and_then(|k| {
+                check_values(info, batch, &row.cells)?;
+                Ok(k)
+            });
+            match checked {
+                Ok(key) => {
+                    keys.insert(key.clone());
+                    inputs.push(RowInput { batch: b, row, key });
+                }
+                Err(reason) => reports[b].parked.push(Parked {
+                    row: Some(row.index),
+                    reason,
+                }),
+            }
+        }
+    }
+    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let stored = state::read(conn, &tbl, &keys).await?;
+    let read = started.elapsed();
+    let unreadable: HashSet<&[u8]> = stored.unreadable.iter().map(Vec::as_slice).collect();
+    inputs.retain(|i| {
+        let bad = unreadable.contains(i.key.as_slice());
+        if bad {
+            reports[i.batch].parked.push(Parked {
+                row: Some(i.row.index),
+                reason: format!(
+                    "the stored merge state of this row of {tbl} is unreadable (written by a \
+                     newer meshsync?); upgrade this peer"
+                ),
+            });
+        }
+        !bad
+    });
+
+    let plan = plan_table(batches, &inputs, &stored.rows, policies, me);
+    let mut writes = Vec::new();
+    let mut write_ids = Vec::new();
+    for (id, row) in plan.rows.iter().enumerate() {
+        let write = match &row.write {
+            None | Some(RowAction::None) => continue,
+            Some(RowAction::Delete) => RowWrite::Delete {
+                key: row.key_values.to_vec(),
+            },
+            Some(RowAction::Insert(cols) | RowAction::Update(cols)) => {
+                let whole = row.stored.state.visible().unwrap_or_default();
+                row_write(info, row.key_values, whole, cols)
+            }
+        };
+        writes.push(write);
+        write_ids.push(id);
+    }
+    let refused = write_rows(conn, info, &writes).await?;
+    let written = started.elapsed();
+    let mut failed = HashSet::new();
+    for (w, reason) in refused {
+        let Some(&id) = write_ids.get(w) else {
+            continue;
+        };
+        failed.insert(id);
+        for i in &plan.rows[id].inputs {
+            let input = &inputs[*i];
+            reports[input.batch].parked.push(Parked {
+                row: Some(input.row.index),
+                reason: reason.clone(),
+            });
+        }
+    }
+    let (mut new, mut changed) = (Vec::new(), Vec::new());
+    for (id, row) in plan.rows.iter().enumerate() {
+        if failed.contains(&id) {
+            continue;
+        }
+        for i in &row.inputs {
+            match plan.outcomes[*i] {
+                Outcome::Applied => reports[inputs[*i].batch].applied += 1,
+                Outcome::Superseded => reports[inputs[*i].batch].superseded += 1,
+            }
+        }
+        if row.state_changed {
+            let deleted_at = match (&row.stored.state.tombstone, row.stored.state.is_visible()) {
+                (Some(t), false) => Some(hlc_column::to_columns(t.hlc).0),
+                _ => None,
+            };
+            let to = if row.existed { &mut changed } else { &mut new };
+            to.push((row.key.as_slice(), row.stored.encode(), deleted_at));
+        }
+    }
+    state::write(conn, &tbl, &new, &changed).await?;
+    tracing::debug!(
+        table = %tbl,
+        rows = inputs.len(),
+        ?read,
+        ?written,
+        total = ?started.elapsed(),
+        "table merged"
+    );
+    Ok(plan.conflicts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Charset;
+
+    fn col(ty: MariaType) -> Column {
+        Column {
+            name: "k".into(),
+            ty,
+            column_type: String::new(),
+            not_null: true,
+            required: true,
+            generated: false,
+        }
+    }
+
+    #[test]
+    fn key_parts_are_canonical() {
+        let int = col(MariaType::Int {
+            bytes: 4,
+            unsigned: true,
+        });
+        assert_eq!(
+            key_part(&int, &Value::Int(5)),
+            key_part(&int, &Value::UInt(5))
+        );
+        assert_eq!(key_part(&int, &Value::Int(5)), Ok(Some("5".into())));
+        assert!(key_part(&int, &Value::Int(-1)).is_err());
+        let dec = col(MariaType::Decimal {
+            precision: 6,
+            scale: 2,
+        });
+        assert_eq!(
+            key_part(&dec, &Value::Decimal("1.50".into())),
+            key_part(&dec, &Value::Decimal("1.5".into()))
+        );
+        let bin = col(MariaType::Binary {
+            max_bytes: 4,
+            fixed: true,
+        });
+        assert_eq!(
+            key_part(&bin, &Value::Bytes(vec![1])),
+            key_part(&bin, &Value::Bytes(vec![1, 0, 0, 0]))
+        );
+        assert_eq!(
+            key_part(&bin, &Value::Bytes(vec![1])),
+            Ok(Some("01000000".into()))
+        );
+        let text = col(MariaType::Text {
+            charset: Charset::Utf8,
+            max_chars: 10,
+            max_bytes: 40,
+        });
+        assert_eq!(
+            key_part(&text, &Value::Text("a".into())),
+            Ok(Some("a".into()))
+        );
+        assert_ne!(
+            key_part(&text, &Value::Text("a".into())),
+            key_part(&text, &Value::Text("A".into()))
+        );
+    }
+}
