@@ -105,6 +105,9 @@ pub enum MariaDbError {
         /// How long meshsync waited.
         seconds: u32,
     },
+    /// `verify` cannot read a table (a key column missing from its columns, no columns).
+    #[error("mariadb: verify: {0}")]
+    Verify(String),
     /// Row writes need an open transaction: their savepoints undo only the refused rows.
     #[error(
         "mariadb: apply writes need an open transaction (begin one with sqlx's \

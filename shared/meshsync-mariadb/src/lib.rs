@@ -7,7 +7,10 @@
 //! - [`source`]: [`source::MariaDbSource`], committed transactions with GTID resume states,
 //!   and [`source::ResumePoint`], where capture resumes after a restart.
 //! - [`setup`]: the `meshsync` database apply and capture keep their state in.
-//! - [`apply`]: batched row writes into replicated tables, refused rows reported one by one.
+//! - [`apply`]: batched row writes into replicated tables, refused rows reported one by one,
+//!   and [`apply::MariaDbSink`], which merges change batches into them.
+//! - [`verify`]: table digests that compare equal to a PostgreSQL peer's for the same data.
+//! - [`hlc_column`]: how HLC stamps are stored in BIGINT columns.
 //!
 //! See README.md for the type mapping table and the server settings.
 
@@ -19,6 +22,7 @@ pub mod hlc_column;
 pub mod setup;
 pub mod source;
 pub mod types;
+pub mod verify;
 
 pub use error::MariaDbError;
 pub use source::{CapturedTxn, MariaDbSource, RowImage, SourceConfig, SourceEvent};

@@ -16,3 +16,4 @@ mod resume;
 mod setup;
 mod sink;
 mod sink_txn;
+mod verify;

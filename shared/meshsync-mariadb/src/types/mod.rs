@@ -1,6 +1,7 @@
 //! MariaDB column types meshsync carries, and their values in both directions:
-//! [`from_binlog`] for capture (values as mysql_common decodes ROW binlog events) and
-//! [`to_sql`] for apply (a value to bind with sqlx). The crate README has the full table.
+//! [`from_binlog`] for capture (values as mysql_common decodes ROW binlog events),
+//! [`to_sql`] for apply (a value to bind with sqlx) and [`from_select_text`] for verify
+//! (values as a `SELECT` prints them, read as capture gives them). The crate README has the full table.
 //!
 //! The logical type of a column comes from `information_schema` ([`MariaType::from_catalog`]):
 //! the binlog alone cannot tell JSON from LONGTEXT or UUID from BINARY(16).
@@ -18,6 +19,7 @@
 mod charset;
 mod civil;
 mod from_binlog;
+mod from_text;
 mod to_sql;
 
 use std::fmt;
@@ -25,6 +27,7 @@ use std::fmt;
 pub use charset::Charset;
 pub use civil::{civil_from_days, days_from_civil};
 pub use from_binlog::{from_binlog, uuid_from_record, uuid_to_record};
+pub use from_text::from_select_text;
 pub use to_sql::{SqlValue, to_sql};
 
 /// A column type meshsync knows how to carry, with what apply must check.
