@@ -1,6 +1,7 @@
 //! Against a real MariaDB (testkit): capture (start-up check, type mapping, loop-prevention
-//! flag, GTID resume across rotation and a crash), the `meshsync` database, the stored
-//! resume point, and apply's row writes.
+//! flag, GTID resume across rotation and a crash, before-images), the `meshsync` database,
+//! the stored resume point, apply's row writes, the merging `MariaDbSink`, and verify
+//! digests (compared with a real PostgreSQL's).
 
 #![allow(clippy::unwrap_used)]
 
