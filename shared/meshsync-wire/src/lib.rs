@@ -4,7 +4,10 @@
 //!   [`WireError::FutureEnvelope`], never a misread.
 //! - [`headers`]: the `Nats-Msg-Id` and `Mesh-*` headers a person reads with the NATS CLI.
 //! - [`subject`]: subject and stream names of both topologies.
+//! - [`conflict`]: resolved conflicts as JSON messages with `Mesh-*` headers, on the conflict
+//!   stream of each topology; sensitive tables without their values.
 
+pub mod conflict;
 pub mod envelope;
 pub mod headers;
 pub mod subject;

@@ -64,7 +64,7 @@ pub fn site_dead_letter_stream(domain: &str) -> String {
 }
 
 /// Stream names allow fewer characters than domains; map the rest to `_`.
-fn stream_safe(domain: &str) -> String {
+pub(crate) fn stream_safe(domain: &str) -> String {
     domain
         .chars()
         .map(|c| {

@@ -1,5 +1,7 @@
-//! Envelope round trips, version refusal and headers.
+//! Envelope round trips, version refusal and headers; conflict records (`conflict.rs`).
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod conflict;
 
 use meshsync_core::{
     Cell, ChangeBatch, Hlc, Op, PeerId, RowChange, SchemaVersion, SourcePosition, TableName, TxnId,
