@@ -1,11 +1,16 @@
 //! The streams of both topologies, created idempotently.
 //!
 //! - [`Topology::Direct`]: every peer talks to one server or the hub cluster; one global
-//!   stream `MESH` (R3 on a cluster) plus the dead-letter stream `MESH_DLQ`.
+//!   stream `MESH` (R3 on a cluster) plus the dead-letter stream `MESH_DLQ` and the conflict
+//!   stream `MESH_CONFLICTS`.
 //! - [`Topology::Edge`]: a leaf node per site with its own JetStream domain; the site outbox
 //!   `OUT_<d>` is sourced into the hub's `MESH` (through `external` API prefixes, never
 //!   `Source.domain`, which 2.15 rejects), and the site copy `IN_<d>` sources `MESH` back, so
 //!   an offline site still publishes (acked by its leaf) and applies what it already has.
+//!   Dead letters (`DLQ_<d>`) and resolved conflicts (`CONFLICTS_<d>`) stay at the site.
+//!
+//! The conflict streams keep [`CONFLICT_MAX_AGE`] (7 days) and at most [`CONFLICT_MAX_BYTES`]
+//! (1 GiB), dropping the oldest first: a log to read, not data to keep.
 
 use std::time::Duration;
 
@@ -14,7 +19,7 @@ use async_nats::jetstream::{
     stream::{Config, DiscardPolicy, External, Source, StorageType},
 };
 use meshsync_core::PeerId;
-use meshsync_wire::subject;
+use meshsync_wire::{conflict, subject};
 
 use crate::NatsError;
 
@@ -24,6 +29,12 @@ pub const HUB_DOMAIN: &str = "hub";
 /// How long JetStream remembers message ids for de-duplication. Longer than a capture
 /// restart-and-replay; apply is idempotent beyond it anyway (I4).
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
+
+/// How long the conflict stream keeps a conflict.
+pub const CONFLICT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Most bytes the conflict stream holds; beyond it the oldest conflicts go first.
+pub const CONFLICT_MAX_BYTES: i64 = 1 << 30;
 
 /// Where a peer's streams are.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +64,12 @@ pub struct Endpoints {
     pub dead_letter_subject: String,
     /// Stream holding parked messages.
     pub dead_letter_stream: String,
+    /// Subject resolved conflicts are logged on.
+    pub conflict_subject: String,
+    /// Stream holding the conflicts (of every peer at this site, or of every direct peer).
+    pub conflict_stream: String,
+    /// Subjects of [`Endpoints::conflict_stream`]: every peer's conflicts there.
+    pub conflict_subjects: String,
 }
 
 impl Topology {
@@ -64,12 +81,18 @@ impl Topology {
                 consume_stream: subject::GLOBAL_STREAM.to_owned(),
                 dead_letter_subject: subject::dead_letter(peer),
                 dead_letter_stream: subject::DEAD_LETTER_STREAM.to_owned(),
+                conflict_subject: conflict::subject(peer),
+                conflict_stream: conflict::STREAM.to_owned(),
+                conflict_subjects: conflict::SUBJECTS.to_owned(),
             },
             Topology::Edge { domain, .. } => Endpoints {
                 publish_subject: subject::outbox(domain, peer),
                 consume_stream: subject::site_copy_stream(domain),
                 dead_letter_subject: subject::site_dead_letter(domain, peer),
                 dead_letter_stream: subject::site_dead_letter_stream(domain),
+                conflict_subject: conflict::site_subject(domain, peer),
+                conflict_stream: conflict::site_stream(domain),
+                conflict_subjects: conflict::site_subjects(domain),
             },
         }
     }
@@ -94,6 +117,16 @@ fn global(replicas: usize) -> Config {
         vec![subject::GLOBAL_SUBJECTS.to_owned()],
         replicas,
     )
+}
+
+/// The conflict stream: a bounded log, oldest dropped first.
+fn conflicts(name: String, subjects: String, replicas: usize) -> Config {
+    Config {
+        max_age: CONFLICT_MAX_AGE,
+        max_bytes: CONFLICT_MAX_BYTES,
+        discard: DiscardPolicy::Old,
+        ..base(name, vec![subjects], replicas)
+    }
 }
 
 fn external(domain: &str) -> Option<External> {
@@ -123,7 +156,16 @@ pub async fn provision(client: &async_nats::Client, topology: &Topology) -> Resu
                 vec![subject::DEAD_LETTER_SUBJECTS.to_owned()],
                 *replicas,
             );
-            ensure(&js, dlq).await
+            ensure(&js, dlq).await?;
+            ensure(
+                &js,
+                conflicts(
+                    conflict::STREAM.to_owned(),
+                    conflict::SUBJECTS.to_owned(),
+                    *replicas,
+                ),
+            )
+            .await
         }
         Topology::Edge {
             domain,
@@ -142,6 +184,15 @@ pub async fn provision(client: &async_nats::Client, topology: &Topology) -> Resu
                 1,
             );
             ensure(&site, dlq).await?;
+            ensure(
+                &site,
+                conflicts(
+                    conflict::site_stream(domain),
+                    conflict::site_subjects(domain),
+                    1,
+                ),
+            )
+            .await?;
 
             let hub = jetstream::with_domain(client.clone(), HUB_DOMAIN);
             add_source(

@@ -1,5 +1,6 @@
 //! JetStream plumbing against a real nats-server: publish and consume, de-duplication by
-//! message id, redelivery of unacked messages, and the edge topology with the hub offline.
+//! message id, redelivery of unacked messages, the edge topology with the hub offline, and
+//! the conflict streams of both topologies.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::time::Duration;
@@ -14,9 +15,10 @@ use meshsync_nats::{
     inbox::{Inbox, InboxSettings},
     provision,
     publisher::Publisher,
+    topology::{CONFLICT_MAX_AGE, CONFLICT_MAX_BYTES},
 };
 use meshsync_testkit::{NatsServer, wait_until};
-use meshsync_wire::{decode, headers, subject};
+use meshsync_wire::{conflict, decode, headers, subject};
 
 fn batch(origin: &str, position: &str, v: i64) -> ChangeBatch {
     ChangeBatch {
@@ -43,6 +45,45 @@ fn batch(origin: &str, position: &str, v: i64) -> ChangeBatch {
     }
 }
 
+/// Checks the conflict stream `name`: its subjects, file storage, replicas and retention.
+async fn assert_conflict_stream(
+    js: &jetstream::Context,
+    name: &str,
+    subjects: &str,
+    replicas: usize,
+) {
+    let mut s = js
+        .get_stream(name)
+        .await
+        .unwrap_or_else(|e| panic!("conflict stream {name} missing: {e}"));
+    let c = s.info().await.unwrap().config.clone();
+    assert_eq!(c.subjects, vec![subjects.to_owned()], "{name}");
+    assert_eq!(c.storage, jetstream::stream::StorageType::File, "{name}");
+    assert_eq!(c.num_replicas, replicas, "{name}");
+    assert_eq!(c.max_age, CONFLICT_MAX_AGE, "{name}");
+    assert_eq!(c.max_age, Duration::from_secs(7 * 24 * 3600), "{name}");
+    assert_eq!(c.max_bytes, CONFLICT_MAX_BYTES, "{name}");
+    assert_eq!(c.discard, jetstream::stream::DiscardPolicy::Old, "{name}");
+}
+
+/// Publishes a conflict-shaped message on `subject` through `client`; the stream's ack.
+async fn log_conflict(
+    client: &async_nats::Client,
+    subject: String,
+    id: &str,
+) -> jetstream::publish::PublishAck {
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(headers::MSG_ID, id);
+    h.insert(headers::TABLE, "public.items");
+    h.insert(conflict::WINNER, "incoming");
+    jetstream::new(client.clone())
+        .publish_with_headers(subject, h, "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+}
+
 async fn stream_count(js: &jetstream::Context, name: &str) -> u64 {
     match js.get_stream(name).await {
         Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
@@ -63,6 +104,27 @@ async fn publish_then_consume_with_headers() {
         .await
         .unwrap(); // idempotent
     let a = PeerId::new("a").unwrap();
+    let endpoints = Topology::Direct { replicas: 1 }.endpoints(&a);
+    assert_eq!(endpoints.conflict_subject, "mesh.conflicts.a");
+    assert_eq!(endpoints.conflict_stream, "MESH_CONFLICTS");
+    let js = jetstream::new(client.clone());
+    assert_conflict_stream(&js, "MESH_CONFLICTS", "mesh.conflicts.>", 1).await;
+    // A peer's conflict lands in the conflict stream, and nowhere else.
+    let logged = log_conflict(&client, endpoints.conflict_subject.clone(), "c1").await;
+    assert_eq!(logged.stream, "MESH_CONFLICTS");
+    let stored = js
+        .get_stream("MESH_CONFLICTS")
+        .await
+        .unwrap()
+        .get_last_raw_message_by_subject("mesh.conflicts.a")
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.headers.get(conflict::WINNER).map(|v| v.as_str()),
+        Some("incoming")
+    );
+    assert_eq!(stream_count(&js, subject::GLOBAL_STREAM).await, 0);
+    assert_eq!(stream_count(&js, subject::DEAD_LETTER_STREAM).await, 0);
     let publisher = Publisher::new(client.clone(), subject::direct(&a));
     let sent = batch("a", "0000000000000010", 1);
     let stored = publisher.send(&sent).await.unwrap().acked().await.unwrap();
@@ -198,9 +260,26 @@ async fn an_edge_site_publishes_offline_and_catches_up_exactly_once() {
     }
     let hub_js = jetstream::new(hub_client);
     let b_js = jetstream::new(cb.clone());
+    let a_js = jetstream::new(ca.clone());
+    assert_conflict_stream(&a_js, "CONFLICTS_a", "mesh.site.a.conflicts.>", 1).await;
+    assert_conflict_stream(&b_js, "CONFLICTS_b", "mesh.site.b.conflicts.>", 1).await;
+    // The hub holds no conflict stream: conflicts stay at their site.
+    assert!(hub_js.get_stream("MESH_CONFLICTS").await.is_err());
+    assert!(hub_js.get_stream("CONFLICTS_a").await.is_err());
 
     hub.stop().unwrap();
     let peer = PeerId::new("pa").unwrap();
+    // With the hub down, the site's leaf still stores a conflict of its peer.
+    let edge_a = Topology::Edge {
+        domain: "a".into(),
+        hub_replicas: 1,
+    }
+    .endpoints(&peer);
+    assert_eq!(edge_a.conflict_subject, "mesh.site.a.conflicts.pa");
+    assert_eq!(edge_a.conflict_stream, "CONFLICTS_a");
+    let logged = log_conflict(&ca, edge_a.conflict_subject.clone(), "c-offline").await;
+    assert_eq!(logged.stream, "CONFLICTS_a");
+    assert_eq!(stream_count(&a_js, "CONFLICTS_a").await, 1);
     let publisher = Publisher::new(ca.clone(), subject::outbox("a", &peer));
     let stored = publisher
         .send(&batch("pa", "40", 4))
@@ -284,6 +363,7 @@ async fn on_a_hub_cluster_the_global_stream_is_r3() {
     let info = s.info().await.unwrap();
     assert_eq!(info.config.num_replicas, 3);
     assert_eq!(info.config.storage, jetstream::stream::StorageType::File);
+    assert_conflict_stream(&js, conflict::STREAM, conflict::SUBJECTS, 3).await;
     // An R3 publish is acknowledged once a quorum stored it.
     let stored = Publisher::new(client, "mesh.changes.a")
         .send(&batch("a", "50", 5))
