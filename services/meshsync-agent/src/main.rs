@@ -5,6 +5,8 @@ mod apply;
 mod batching;
 mod bench;
 mod capture;
+mod conflict_log;
+mod conflicts;
 mod demo;
 mod failpoint;
 mod metrics;
@@ -39,6 +41,8 @@ enum Command {
     /// Start a local mesh (nats-server + three PostgreSQL peers), write conflicting changes
     /// on all peers, show them arriving, and verify that the peers end identical.
     Demo,
+    /// Show the conflicts this peer resolved lately (from the conflict stream).
+    Conflicts(conflicts::ConflictsArgs),
     /// Compare the replicated tables across peers; exit status 0 only if all are identical.
     Verify {
         /// Config files of the peers to compare (two or more).
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run { config } => peer::run(Config::load(&config)?).await.map(|()| true),
             Command::Verify { configs } => verify::run(&configs).await,
+            Command::Conflicts(args) => conflicts::run(args).await.map(|()| true),
             Command::Demo => demo::run().await,
             Command::Bench(args) => bench::run(args).await.map(|()| true),
         }
