@@ -2,10 +2,12 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod causality;
+mod conflicts;
 mod convergence;
 mod dlq;
 mod faults;
 mod merge;
+mod mixed;
 mod orders;
 mod retention;
 mod startup;

@@ -6,25 +6,26 @@
 //! dead-letter stream with its reason, before the transaction commits, and the rest applies.
 
 use std::{
-    collections::HashMap,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::Result;
 use futures::StreamExt;
-use meshsync_core::{ChangeBatch, PeerId, TableName};
+use meshsync_core::{ChangeBatch, PeerId};
 use meshsync_hlc::{Clock, Hlc, NodeId};
 use meshsync_merge::PolicySet;
 use meshsync_nats::{
     dead_letter::DeadLetters,
     inbox::{Delivery, Inbox, InboxSettings},
 };
-use meshsync_pg::{apply::PgSink, catalog::TableInfo, setup::Names};
 use meshsync_wire::decode;
 use tracing::{debug, info, warn};
 
-use crate::metrics::Counters;
+use crate::{
+    metrics::Counters,
+    sink::{Sink, SinkTarget},
+};
 
 /// Most messages taken from the consumer at once.
 pub const MAX_MESSAGES_PER_TXN: usize = 256;
@@ -37,12 +38,8 @@ pub const MAX_ROWS_PER_TXN: usize = 4096;
 pub struct ApplyContext {
     /// This peer.
     pub peer: PeerId,
-    /// Database URL.
-    pub url: String,
-    /// Slot, publication and origin names.
-    pub names: Names,
-    /// Shapes of the replicated tables.
-    pub tables: HashMap<TableName, TableInfo>,
+    /// The database apply writes to.
+    pub target: SinkTarget,
     /// NATS, for the consumer.
     pub client: async_nats::Client,
     /// The stream apply consumes (global stream or site copy).
@@ -70,10 +67,8 @@ struct ToPark<'d> {
 /// Runs apply until the database or NATS fails (the caller restarts it).
 pub async fn run(ctx: &ApplyContext) -> Result<()> {
     let consumer = format!("apply_{}", ctx.peer);
-    let mut sink = PgSink::connect(
-        &ctx.url,
-        &ctx.names,
-        ctx.tables.clone(),
+    let mut sink = Sink::connect(
+        &ctx.target,
         ctx.policies.clone(),
         ctx.peer.clone(),
         consumer,
@@ -149,7 +144,10 @@ fn decode_one<'d>(ctx: &ApplyContext, d: &'d Delivery) -> Decoded<'d> {
 
 /// Changes stamped before this are parked, and tombstones older than it forgotten.
 fn retention_cutoff(ctx: &ApplyContext) -> Hlc {
-    Hlc::from_unix(unix_now().saturating_sub(ctx.tombstone_retention), NodeId::new(1))
+    Hlc::from_unix(
+        unix_now().saturating_sub(ctx.tombstone_retention),
+        NodeId::new(1),
+    )
 }
 
 fn unix_now() -> Duration {
@@ -186,7 +184,7 @@ fn by_rows(decoded: Vec<Decoded<'_>>, max_rows: usize) -> Vec<Vec<Decoded<'_>>> 
 /// handed back at once (not after the ack wait); apply is idempotent.
 async fn apply_chunk(
     ctx: &ApplyContext,
-    sink: &mut PgSink,
+    sink: &mut Sink,
     checkpoint: &mut u64,
     part: Vec<Decoded<'_>>,
 ) -> Result<()> {
@@ -202,7 +200,7 @@ async fn apply_chunk(
 
 async fn apply_decoded(
     ctx: &ApplyContext,
-    sink: &mut PgSink,
+    sink: &mut Sink,
     checkpoint: &mut u64,
     part: Vec<Decoded<'_>>,
 ) -> Result<()> {
@@ -248,7 +246,11 @@ async fn apply_decoded(
     // Every message is merged again even at or below the checkpoint: redeliveries (a nak,
     // an ack lost in a crash) arrive after newer messages, and the version check makes a
     // repeat a no-op (I4). The checkpoint records progress; it is not a filter.
+    let conflicts = txn.take_conflicts();
     txn.commit(upto.max(*checkpoint)).await?;
+    if !conflicts.is_empty() {
+        debug!(conflicts = conflicts.len(), "conflicts resolved");
+    }
     let committed_at = started.elapsed();
     *checkpoint = upto.max(*checkpoint);
     for d in &deliveries {

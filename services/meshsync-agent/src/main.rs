@@ -12,6 +12,8 @@ mod failpoint;
 mod metrics;
 mod peer;
 mod policies;
+mod setup;
+mod sink;
 mod telemetry;
 mod verify;
 

@@ -3,22 +3,16 @@
 
 use std::{sync::Arc, time::Duration};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use meshsync_config::{Config, Engine};
 use meshsync_core::{PeerId, TableName};
 use meshsync_hlc::{Clock, NodeId};
 use meshsync_nats::{
     Topology, dead_letter::DeadLetters, inbox::InboxSettings, provision, publisher::Publisher,
 };
-use meshsync_pg::{
-    catalog,
-    setup::{self, Names},
-    source::stream::ConnParts,
-};
-use sqlx::{Connection, PgConnection};
 use tracing::{Instrument, error, info, info_span};
 
-use crate::{apply, capture, metrics::Counters};
+use crate::{apply, metrics::Counters, setup};
 
 /// The topology a config describes (a hub cluster is reached the same way as one server).
 pub fn topology(config: &Config) -> Topology {
@@ -35,14 +29,7 @@ pub fn topology(config: &Config) -> Topology {
 
 /// Runs the agent of `config` until it is stopped.
 pub async fn run(config: Config) -> Result<()> {
-    if config.database.engine != Engine::Postgres {
-        bail!(
-            "database.engine = {:?} is not supported by this build yet; supported: postgres",
-            config.database.engine.as_str()
-        );
-    }
     let peer = PeerId::new(&config.peer.id)?;
-    let names = Names::for_peer(&peer);
     let url = config.database.url.expose().to_owned();
     let tables: Vec<TableName> = config
         .database
@@ -50,11 +37,16 @@ pub async fn run(config: Config) -> Result<()> {
         .iter()
         .map(|t| TableName::parse(t))
         .collect::<Result<_, _>>()?;
-
-    let mut conn = connect_with_retry(&url).await?;
-    setup::prepare(&mut conn, &names, &tables).await?;
-    let shapes = catalog::load(&mut conn, &tables).await?;
-    drop(conn);
+    let policies = crate::policies::from_config(&config.merge)?;
+    // The database first: a set-up problem fails before anything is created in NATS.
+    let prepared = match config.database.engine {
+        Engine::Postgres => setup::postgres(&url, &peer, &tables).await?,
+        Engine::Mysql => setup::mariadb(&url, &tables).await?,
+        other => bail!(
+            "database.engine = {:?} is not supported by this build yet; supported: postgres, mysql",
+            other.as_str()
+        ),
+    };
 
     let client =
         meshsync_nats::connect(config.nats.url.expose(), &format!("meshsync {peer}")).await?;
@@ -67,30 +59,23 @@ pub async fn run(config: Config) -> Result<()> {
         config.clock.future_bound(),
     ));
     let counters = Arc::new(Counters::default());
-    let policies = crate::policies::from_config(&config.merge)?;
-    let counter_columns = shapes
+    let counter_columns = prepared
+        .columns
         .iter()
-        .map(|(name, info)| {
-            let columns: Vec<String> = info.columns.iter().map(|c| c.name.clone()).collect();
-            let counters = crate::policies::counter_columns(&policies, name, &columns);
+        .map(|(name, columns)| {
+            let counters = crate::policies::counter_columns(&policies, name, columns);
             (name.clone(), counters)
         })
         .collect();
-    let capture_ctx = capture::postgres::CaptureContext {
-        peer: peer.clone(),
-        node: clock.node(),
-        url: url.clone(),
-        parts: ConnParts::from_url(&url)?,
-        names: names.clone(),
-        tables: shapes.clone(),
-        counters: counter_columns,
-        publisher: Publisher::new(client.clone(), endpoints.publish_subject.clone()),
-    };
+    let capture = prepared.capture(
+        &peer,
+        clock.node(),
+        counter_columns,
+        Publisher::new(client.clone(), endpoints.publish_subject.clone()),
+    );
     let apply_ctx = apply::ApplyContext {
         peer: peer.clone(),
-        url,
-        names,
-        tables: shapes,
+        target: prepared.target.clone(),
         client: client.clone(),
         stream: endpoints.consume_stream.clone(),
         inbox: InboxSettings::for_durable(format!("apply_{peer}")),
@@ -100,10 +85,10 @@ pub async fn run(config: Config) -> Result<()> {
         clock,
         counters: Arc::clone(&counters),
     };
-    info!(peer = %peer, stream = %endpoints.consume_stream, subject = %endpoints.publish_subject, "agent ready");
+    info!(peer = %peer, engine = config.database.engine.as_str(), stream = %endpoints.consume_stream, subject = %endpoints.publish_subject, "agent ready");
 
-    let capture = supervise("capture", || capture::postgres::run(&capture_ctx))
-        .instrument(info_span!("capture", peer = %peer));
+    let capture =
+        supervise("capture", || capture.run()).instrument(info_span!("capture", peer = %peer));
     let apply =
         supervise("apply", || apply::run(&apply_ctx)).instrument(info_span!("apply", peer = %peer));
     let report = async {
@@ -119,22 +104,6 @@ pub async fn run(config: Config) -> Result<()> {
         r = apply => r,
         _ = report => Ok(()),
         _ = tokio::signal::ctrl_c() => { info!("stopping"); Ok(()) }
-    }
-}
-
-/// Connects, retrying for a while: the database may still be starting.
-async fn connect_with_retry(url: &str) -> Result<PgConnection> {
-    let mut attempt = 0;
-    loop {
-        match PgConnection::connect(url).await {
-            Ok(c) => return Ok(c),
-            Err(e) if attempt < 30 => {
-                attempt += 1;
-                info!(error = %e, "database not reachable yet, retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => return Err(e).context("connect to the database"),
-        }
     }
 }
 

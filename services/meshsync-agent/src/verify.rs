@@ -24,7 +24,61 @@ const MAX_KEYS_SHOWN: usize = 20;
 struct PeerTable {
     peer: String,
     digest: TableDigest,
+    engine: Engine,
     url: String,
+}
+
+/// A connection to one peer's database, whatever its engine.
+enum PeerDb {
+    Postgres(PgConnection),
+    MariaDb(sqlx::MySqlConnection),
+}
+
+impl PeerDb {
+    async fn connect(engine: Engine, url: &str) -> Result<PeerDb> {
+        Ok(match engine {
+            Engine::Postgres => PeerDb::Postgres(PgConnection::connect(url).await?),
+            Engine::Mysql => PeerDb::MariaDb(sqlx::MySqlConnection::connect(url).await?),
+            other => bail!(
+                "verify supports postgres and mysql peers, not {}",
+                other.as_str()
+            ),
+        })
+    }
+
+    /// The table's digest.
+    async fn digest(&mut self, name: &TableName) -> Result<TableDigest> {
+        Ok(match self {
+            PeerDb::Postgres(c) => {
+                let info = catalog::load(c, std::slice::from_ref(name)).await?;
+                let info = info.get(name).context("table vanished")?;
+                verify::digest_table(c, info, BUCKETS).await?
+            }
+            PeerDb::MariaDb(c) => {
+                let info = meshsync_mariadb::catalog::load_one(c, name).await?;
+                meshsync_mariadb::verify::digest_table(c, &info, BUCKETS).await?
+            }
+        })
+    }
+
+    /// Keys and row digests of the rows in `buckets`.
+    async fn rows_in_buckets(
+        &mut self,
+        name: &TableName,
+        buckets: &[u32],
+    ) -> Result<Vec<(Vec<Value>, u64)>> {
+        Ok(match self {
+            PeerDb::Postgres(c) => {
+                let info = catalog::load(c, std::slice::from_ref(name)).await?;
+                let info = info.get(name).context("table vanished")?;
+                verify::rows_in_buckets(c, info, BUCKETS, buckets).await?
+            }
+            PeerDb::MariaDb(c) => {
+                let info = meshsync_mariadb::catalog::load_one(c, name).await?;
+                meshsync_mariadb::verify::rows_in_buckets(c, &info, BUCKETS, buckets).await?
+            }
+        })
+    }
 }
 
 /// Compares every table of the configs; returns whether all are identical.
@@ -38,24 +92,17 @@ pub async fn run(configs: &[PathBuf]) -> Result<bool> {
         .collect::<Result<_, _>>()?;
     let mut tables: BTreeMap<String, Vec<PeerTable>> = BTreeMap::new();
     for c in &loaded {
-        if c.database.engine != Engine::Postgres {
-            bail!(
-                "peer {}: verify supports postgres peers in this build",
-                c.peer.id
-            );
-        }
         let url = c.database.url.expose().to_owned();
-        let mut conn = PgConnection::connect(&url)
+        let mut conn = PeerDb::connect(c.database.engine, &url)
             .await
             .with_context(|| format!("connect to peer {}", c.peer.id))?;
         for t in &c.database.tables {
             let name = TableName::parse(t)?;
-            let info = catalog::load(&mut conn, std::slice::from_ref(&name)).await?;
-            let info = info.get(&name).context("table vanished")?;
-            let digest = verify::digest_table(&mut conn, info, BUCKETS).await?;
+            let digest = conn.digest(&name).await?;
             tables.entry(t.clone()).or_default().push(PeerTable {
                 peer: c.peer.id.clone(),
                 digest,
+                engine: c.database.engine,
                 url: url.clone(),
             });
         }
@@ -118,15 +165,13 @@ async fn differing_keys(
     let name = TableName::parse(table)?;
     let mut rows = Vec::new();
     for p in [a, b] {
-        let mut conn = PgConnection::connect(&p.url).await?;
-        let info = catalog::load(&mut conn, std::slice::from_ref(&name)).await?;
-        let info = info.get(&name).context("table vanished")?;
-        let r: BTreeMap<Vec<u8>, (Vec<Value>, u64)> =
-            verify::rows_in_buckets(&mut conn, info, BUCKETS, buckets)
-                .await?
-                .into_iter()
-                .map(|(k, d)| (meshsync_core::digest::canonical_key(&k), (k, d)))
-                .collect();
+        let mut conn = PeerDb::connect(p.engine, &p.url).await?;
+        let r: BTreeMap<Vec<u8>, (Vec<Value>, u64)> = conn
+            .rows_in_buckets(&name, buckets)
+            .await?
+            .into_iter()
+            .map(|(k, d)| (meshsync_core::digest::canonical_key(&k), (k, d)))
+            .collect();
         rows.push(r);
     }
     let (ra, rb) = (&rows[0], &rows[1]);

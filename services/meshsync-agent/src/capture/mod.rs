@@ -9,7 +9,7 @@
 //! batch up to there (I9): after a crash anywhere between publish and store, capture resumes
 //! from that pair and restamps every re-captured transaction exactly as the first time, with
 //! the same message ids.
-
+pub mod mariadb;
 pub mod postgres;
 
 use std::time::Duration;
@@ -19,6 +19,24 @@ use meshsync_core::{Acked, Hlc};
 use meshsync_hlc::NodeId;
 use meshsync_nats::publisher::PendingAck;
 use tokio::sync::mpsc;
+
+/// The capture of this peer's engine.
+pub enum Capture {
+    /// PostgreSQL logical replication.
+    Postgres(postgres::CaptureContext),
+    /// MariaDB binlog.
+    MariaDb(mariadb::CaptureContext),
+}
+
+impl Capture {
+    /// Runs until the change log or NATS fails (the caller restarts it).
+    pub async fn run(&self) -> Result<()> {
+        match self {
+            Capture::Postgres(c) => postgres::run(c).await,
+            Capture::MariaDb(c) => mariadb::run(c).await,
+        }
+    }
+}
 
 /// The stamp of a local transaction: after its commit time and after everything before it.
 pub fn stamp(commit_unix_micros: i64, previous: Hlc, node: NodeId) -> Hlc {
