@@ -37,7 +37,7 @@ pub async fn run(
     let mut done = Vec::new();
     let mut seq = 0usize;
     while seq < ops {
-        match one_txn(conn, peer, &mut rng, &mut seq, keys).await {
+        match one_txn(conn, peer, seed, &mut rng, &mut seq, keys).await {
             Ok(writes) => done.extend(writes),
             // Apply holds row locks too; like any application, retry a deadlock victim.
             Err(sqlx::Error::Database(e))
@@ -48,9 +48,12 @@ pub async fn run(
     Ok(done)
 }
 
-/// The next write of a workload: (operation, key, the unique `v` it writes).
+/// The next write of a workload: (operation, key, the unique `v` it writes). `v` names the
+/// peer, the workload's seed and the write's number, so it stays unique across several
+/// workloads on one peer.
 fn next_write(
     peer: &str,
+    seed: u64,
     rng: &mut Rng,
     seq: &mut usize,
     keys: u64,
@@ -62,7 +65,7 @@ fn next_write(
         4..=7 => "update",
         _ => "delete",
     };
-    (op, id, format!("{peer}-{seq}"))
+    (op, id, format!("{peer}-{seed:x}-{seq}"))
 }
 
 /// As [`run`], on a MariaDB peer (MariaDB's SQL; same choices for the same seed).
@@ -82,7 +85,7 @@ pub async fn run_mysql(
         let result: Result<(), sqlx::Error> = async {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             for _ in 0..in_txn {
-                let (op, id, v) = next_write(peer, &mut rng, &mut seq, keys);
+                let (op, id, v) = next_write(peer, seed, &mut rng, &mut seq, keys);
                 let q = match op {
                     "insert" => sqlx::query(
                         "INSERT IGNORE INTO public.items (id, v, n, doc) VALUES (?, ?, 0, '{\"k\": [1, 2]}')",
@@ -120,6 +123,7 @@ pub async fn run_mysql(
 async fn one_txn(
     conn: &mut PgConnection,
     peer: &str,
+    seed: u64,
     rng: &mut Rng,
     seq: &mut usize,
     keys: u64,
@@ -129,7 +133,7 @@ async fn one_txn(
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let mut pending = Vec::new();
         for _ in 0..in_txn {
-            let (op, id, v) = next_write(peer, rng, seq, keys);
+            let (op, id, v) = next_write(peer, seed, rng, seq, keys);
             let (op, affected) = match op {
                 "insert" => (
                     "insert",

@@ -38,14 +38,30 @@ pub async fn run(config: Config) -> Result<()> {
         .map(|t| TableName::parse(t))
         .collect::<Result<_, _>>()?;
     let policies = crate::policies::from_config(&config.merge)?;
-    // The database first: a set-up problem fails before anything is created in NATS.
-    let prepared = match config.database.engine {
-        Engine::Postgres => setup::postgres(&url, &peer, &tables).await?,
-        Engine::Mysql => setup::mariadb(&url, &tables).await?,
-        other => bail!(
-            "database.engine = {:?} is not supported by this build yet; supported: postgres, mysql",
-            other.as_str()
-        ),
+    // The database first: a set-up problem fails before anything is created in NATS; a
+    // connection lost on the way (the database restarting) is waited out.
+    let mut attempt = 0;
+    let prepared = loop {
+        let result = match config.database.engine {
+            Engine::Postgres => setup::postgres(&url, &peer, &tables).await,
+            Engine::Mysql => setup::mariadb(&url, &tables).await,
+            other => bail!(
+                "database.engine = {:?} is not supported by this build yet; supported: postgres, mysql",
+                other.as_str()
+            ),
+        };
+        match result {
+            Ok(p) => break p,
+            Err(e) if attempt < 60 && setup::is_transient(&e) => {
+                attempt += 1;
+                info!(
+                    error = format!("{e:#}"),
+                    "database set-up interrupted, retrying"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
     };
 
     let client =

@@ -146,6 +146,18 @@ impl Prepared {
     }
 }
 
+/// Whether a set-up error is a lost connection or similar, worth retrying.
+pub fn is_transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<meshsync_pg::PgError>()
+            .is_some_and(meshsync_pg::PgError::is_transient)
+            || c.downcast_ref::<meshsync_mariadb::MariaDbError>()
+                .is_some_and(meshsync_mariadb::MariaDbError::is_transient)
+            || c.downcast_ref::<sqlx::Error>()
+                .is_some_and(|e| matches!(e, sqlx::Error::Io(_) | sqlx::Error::Protocol(_)))
+    })
+}
+
 /// Connects, retrying for a while: the database may still be starting.
 async fn retry<C, F, Fut>(connect: F) -> Result<C>
 where

@@ -168,8 +168,13 @@ pub fn plan_table<'b>(
             .iter()
             .all(|i| batches[inputs[*i].batch].origin == *me);
         row.write = match row_action(old, &row.stored.state) {
-            RowAction::None => None,
             _ if before.is_none() && own_only => None,
+            // No state here yet, yet the table may hold the row (this peer's own write, not
+            // recorded yet): a delete that wins must still delete it.
+            RowAction::None if before.is_none() && !row.stored.state.is_visible() => {
+                Some(RowAction::Delete)
+            }
+            RowAction::None => None,
             action => Some(action),
         };
     }

@@ -227,8 +227,31 @@ fn add_written(
 }
 
 /// What apply must do to turn the table row of `before` into that of `after`.
+///
+/// An update lists every column whose current state changed, by version as well as by value:
+/// a newer write of the same value is written too, because the table may hold a different,
+/// older value that `before` does not know of (this peer's own write whose change has not come
+/// back yet, which loses to the newer one).
 pub fn row_action(before: &RowState, after: &RowState) -> RowAction {
-    diff(before.visible(), after.visible())
+    match (before.is_visible(), after.visible()) {
+        (true, Some(new)) => {
+            let mut changed: BTreeMap<String, Value> = new
+                .into_iter()
+                .filter(|(name, _)| before.cell(name) != after.cell(name))
+                .collect();
+            for (name, _) in before.visible().unwrap_or_default() {
+                if after.cell(&name).and_then(|c| c.value.as_ref()).is_none() {
+                    changed.entry(name).or_insert(Value::Null);
+                }
+            }
+            if changed.is_empty() {
+                RowAction::None
+            } else {
+                RowAction::Update(changed)
+            }
+        }
+        (before_visible, after_row) => diff(before_visible.then(BTreeMap::new), after_row),
+    }
 }
 
 /// What changed between two visible rows.

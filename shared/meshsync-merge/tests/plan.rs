@@ -250,3 +250,37 @@ proptest::proptest! {
         proptest::prop_assert_eq!(StoredRow::decode(&stored.encode()).unwrap(), stored);
     }
 }
+
+#[test]
+fn a_delete_for_a_key_without_state_still_deletes_the_row() {
+    // The table may hold this peer's own row whose change has not come back yet.
+    let del = batch("b", 30, vec![row(0, Op::Delete, 1, None, None)]);
+    let mut stored = HashMap::new();
+    let plan = run(&[&del], &mut stored, &lww_column(), "me");
+    assert_eq!(plan.rows[0].write, Some(RowAction::Delete));
+    // This peer's own delete is already in its table: only recorded.
+    let own = batch("me", 31, vec![row(0, Op::Delete, 2, None, None)]);
+    let plan = run(&[&own], &mut stored, &lww_column(), "me");
+    assert_eq!(plan.rows[0].write, None);
+}
+
+#[test]
+fn a_newer_write_of_the_same_value_is_still_written() {
+    // The table may hold this peer's own, older, not yet recorded value of the column.
+    let base = batch(
+        "a",
+        10,
+        vec![row(0, Op::Insert, 1, Some("same"), Some((0, 0)))],
+    );
+    let again = batch("b", 20, vec![row(0, Op::Update, 1, Some("same"), None)]);
+    let mut stored = HashMap::new();
+    run(&[&base], &mut stored, &lww_column(), "me");
+    let plan = run(&[&again], &mut stored, &lww_column(), "me");
+    let Some(RowAction::Update(cols)) = &plan.rows[0].write else {
+        panic!("expected an update, got {:?}", plan.rows[0].write);
+    };
+    assert!(
+        cols.contains_key("v") && !cols.contains_key("n"),
+        "{cols:?}"
+    );
+}

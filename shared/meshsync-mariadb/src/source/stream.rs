@@ -300,17 +300,21 @@ impl MariaDbSource {
     }
 
     /// Notes which configured table a table id means; reloads its catalog entry when the id
-    /// is new (MariaDB assigns a new id when a table is reopened, e.g. after DDL).
+    /// is new (MariaDB assigns a new id when a table is reopened, e.g. after DDL). Ids are
+    /// reused for other tables after a server restart, so the name is checked every time.
     async fn table_map(&mut self, ev: &Event) -> Result<(), MariaDbError> {
         let Some(EventData::TableMapEvent(tme)) = ev.read_data().map_err(decode)? else {
             return Ok(());
         };
         let id = tme.table_id();
-        if self.table_ids.contains_key(&id) {
-            return Ok(());
-        }
         let name = TableName::new(tme.database_name(), tme.table_name());
-        if !self.tables.contains_key(&name) {
+        let configured = self.tables.contains_key(&name);
+        match self.table_ids.get(&id) {
+            Some(Some(known)) if *known == name => return Ok(()),
+            Some(None) if !configured => return Ok(()),
+            _ => {}
+        }
+        if !configured {
             self.table_ids.insert(id, None);
             return Ok(());
         }
