@@ -19,7 +19,7 @@ use crate::metrics::Counters;
 /// Publishes one peer's resolved conflicts.
 // Apply constructs and calls it (wired in apply.rs separately); until then only tests do.
 #[allow(dead_code)]
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ConflictLog {
     js: jetstream::Context,
     peer: PeerId,
@@ -158,7 +158,7 @@ mod tests {
                 winner: Winner::Incoming,
             },
             local_value: Some(Value::Text("mine".into())),
-            incoming_value: Some(Value::Text("theirs".into())),
+            incoming_value: Some(Value::Text("theirs, grüße\n".into())),
         }
     }
 
@@ -211,7 +211,11 @@ mod tests {
         let h = |name: &str| items_headers.get(name).map(|v| v.as_str().to_owned());
         assert_eq!(h("Mesh-Table").as_deref(), Some("public.items"));
         assert_eq!(h("Mesh-Resolved-By").as_deref(), Some("a"));
-        assert_eq!(h("Mesh-Incoming-Value").as_deref(), Some("\"theirs\""));
+        // Not ASCII, and a line break: the header carries it as JSON, on one line.
+        assert_eq!(
+            h("Mesh-Incoming-Value").as_deref(),
+            Some("\"theirs, grüße\\n\"")
+        );
         assert!(items_body.contains("\"mine\""));
 
         let (_, users_headers, users_body) = &got[1];
