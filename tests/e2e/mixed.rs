@@ -1,6 +1,7 @@
 //! A mixed-engine mesh: two MariaDB peers and one PostgreSQL peer write the same keys at once
 //! and converge (I1, I2, I3); nothing is echoed, between MariaDB peers neither (I7); crashes of
-//! a MariaDB agent and server with a binlog rotation in between lose and duplicate nothing.
+//! a MariaDB agent and of its server, with a binlog rotation in between, lose and duplicate
+//! nothing.
 
 use std::time::Duration;
 
@@ -119,12 +120,45 @@ impl Mixed {
                 logs.join("\n-----\n")
             );
         }
-        let rows = checker::rows_of(&checker::read_stream(&self.client, "MESH").await.unwrap());
-        checker::check_stream_matches_writes(&rows, writes).unwrap();
-        let expected = checker::expected(&rows);
+        let stream = checker::rows_of(&checker::read_stream(&self.client, "MESH").await.unwrap());
+        checker::check_stream_matches_writes(&stream, writes).unwrap();
+        let expected = checker::expected(&stream);
         assert_eq!(self.pg.rows().await.unwrap(), expected, "peer p");
         for m in &self.maria {
-            assert_eq!(m.rows().await.unwrap(), expected, "peer {}", m.id);
+            let rows = m.rows().await.unwrap();
+            if rows != expected {
+                let logs = m.agent.as_ref().map(Agent::log).unwrap_or_default();
+                let notable: Vec<&str> = logs
+                    .lines()
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("parked"))
+                    .collect();
+                let mut c = m.connect().await.unwrap();
+                let states: Vec<(Vec<u8>, Option<i64>, i64)> = sqlx::query_as(
+                    "SELECT pk, deleted_at, LENGTH(state) FROM meshsync.row_state ORDER BY pk",
+                )
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+                let states: Vec<(String, Option<i64>, i64)> = states
+                    .into_iter()
+                    .map(|(k, d, l)| (String::from_utf8_lossy(&k).into_owned(), d, l))
+                    .collect();
+                let extra: Vec<i32> = rows
+                    .iter()
+                    .filter(|r| !expected.contains(r))
+                    .map(|r| r.0)
+                    .collect();
+                let history: Vec<String> = stream
+                    .iter()
+                    .filter(|r| extra.contains(&r.id))
+                    .map(|r| format!("{} {:?} {} {:?} {:?}", r.id, r.op, r.origin, r.hlc, r.v))
+                    .collect();
+                panic!(
+                    "peer {} holds {rows:?}\nexpected {expected:?}\nhistory {history:#?}\nstates {states:?}\n{}",
+                    m.id,
+                    notable.join("\n")
+                );
+            }
         }
         let (ok, out) = verify(&self.configs());
         assert!(ok, "verify across engines:\n{out}");
@@ -152,7 +186,7 @@ async fn two_mariadb_peers_and_a_postgres_peer_converge_under_conflicting_writes
 async fn mariadb_agent_and_server_crashes_with_a_binlog_rotation_lose_nothing() {
     let mut mesh = Mixed::start().await;
     let mut writes = mesh.workload(0xc4a5, 40).await;
-    // The agent dies mid-stream, the binlog rotates while it is down, then the server dies.
+    // The agent dies mid-stream; writes go on and the binlog rotates while it is down.
     let m1 = &mut mesh.maria[0];
     m1.agent.as_mut().unwrap().kill9().unwrap();
     let mut c = m1.connect().await.unwrap();
@@ -165,6 +199,7 @@ async fn mariadb_agent_and_server_crashes_with_a_binlog_rotation_lose_nothing() 
     drop(c);
     m1.agent.as_mut().unwrap().restart().unwrap();
     writes.extend(mesh.workload(0xc4a6, 30).await);
+    // Then the MariaDB server itself dies under load and comes back.
     let m1 = &mut mesh.maria[0];
     m1.db.kill9().unwrap();
     m1.db.restart().await.unwrap();

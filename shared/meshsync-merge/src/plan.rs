@@ -169,9 +169,10 @@ pub fn plan_table<'b>(
             .all(|i| batches[inputs[*i].batch].origin == *me);
         row.write = match row_action(old, &row.stored.state) {
             _ if before.is_none() && own_only => None,
-            // No state here yet, yet the table may hold the row (this peer's own write, not
-            // recorded yet): a delete that wins must still delete it.
-            RowAction::None if before.is_none() && !row.stored.state.is_visible() => {
+            // The state says the row is gone, and a change from another peer moved it: the
+            // table may still hold this peer's own row written since (not recorded yet, and
+            // older than the winning delete), so delete it (deleting nothing is harmless).
+            RowAction::None if row.state_changed && !own_only && !row.stored.state.is_visible() => {
                 Some(RowAction::Delete)
             }
             RowAction::None => None,

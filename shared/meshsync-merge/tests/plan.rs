@@ -284,3 +284,19 @@ fn a_newer_write_of_the_same_value_is_still_written() {
         "{cols:?}"
     );
 }
+
+#[test]
+fn a_newer_delete_of_an_already_deleted_row_still_deletes() {
+    // Deleted here, then this peer re-inserted it locally (not recorded yet); a newer remote
+    // delete must remove that row although the state was already invisible.
+    let ins = batch("a", 10, vec![row(0, Op::Insert, 1, Some("x"), None)]);
+    let del = batch("a", 20, vec![row(0, Op::Delete, 1, None, None)]);
+    let mut stored = HashMap::new();
+    run(&[&ins, &del], &mut stored, &lww_column(), "me");
+    let later = batch("b", 40, vec![row(0, Op::Delete, 1, None, None)]);
+    let plan = run(&[&later], &mut stored, &lww_column(), "me");
+    assert_eq!(plan.rows[0].write, Some(RowAction::Delete));
+    // A redelivered delete changes nothing and writes nothing.
+    let again = run(&[&later], &mut stored, &lww_column(), "me");
+    assert_eq!(again.rows[0].write, None);
+}
