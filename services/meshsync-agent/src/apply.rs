@@ -23,6 +23,7 @@ use meshsync_wire::decode;
 use tracing::{debug, info, warn};
 
 use crate::{
+    conflict_log::ConflictLog,
     metrics::Counters,
     sink::{Sink, SinkTarget},
 };
@@ -52,6 +53,8 @@ pub struct ApplyContext {
     pub tombstone_retention: Duration,
     /// Where bad messages go.
     pub dead_letters: DeadLetters,
+    /// Where resolved conflicts go.
+    pub conflict_log: ConflictLog,
     /// The peer's clock (shared with capture).
     pub clock: Arc<Clock>,
     /// Counters.
@@ -248,8 +251,11 @@ async fn apply_decoded(
     // repeat a no-op (I4). The checkpoint records progress; it is not a filter.
     let conflicts = txn.take_conflicts();
     txn.commit(upto.max(*checkpoint)).await?;
-    if !conflicts.is_empty() {
-        debug!(conflicts = conflicts.len(), "conflicts resolved");
+    // After the commit: a conflict is logged only once it is resolved for good. A failure
+    // to log is counted and reported, never a reason to stop applying.
+    if let Err(e) = ctx.conflict_log.publish(&conflicts).await {
+        ctx.counters.add_conflict_log_failure();
+        warn!(error = format!("{e:#}"), "conflicts not logged");
     }
     let committed_at = started.elapsed();
     *checkpoint = upto.max(*checkpoint);

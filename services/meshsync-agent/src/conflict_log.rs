@@ -17,8 +17,6 @@ use meshsync_wire::conflict::{self, Values};
 use crate::metrics::Counters;
 
 /// Publishes one peer's resolved conflicts.
-// Apply constructs and calls it (wired in apply.rs separately); until then only tests do.
-#[allow(dead_code)]
 #[derive(Clone, Debug)]
 pub struct ConflictLog {
     js: jetstream::Context,
@@ -28,7 +26,6 @@ pub struct ConflictLog {
     counters: Option<Arc<Counters>>,
 }
 
-#[allow(dead_code)]
 impl ConflictLog {
     /// The log of `peer`, on its conflict subject in `topology`, through `js` (connected to
     /// the hub or server in the direct topology, to the site's leaf node at an edge site).

@@ -12,7 +12,7 @@ use meshsync_nats::{
 };
 use tracing::{Instrument, error, info, info_span};
 
-use crate::{apply, metrics::Counters, setup};
+use crate::{apply, conflict_log::ConflictLog, metrics::Counters, setup};
 
 /// The topology a config describes (a hub cluster is reached the same way as one server).
 pub fn topology(config: &Config) -> Topology {
@@ -98,10 +98,22 @@ pub async fn run(config: Config) -> Result<()> {
         policies,
         tombstone_retention: config.merge.tombstone_retention(),
         dead_letters: DeadLetters::new(client.clone(), endpoints.dead_letter_subject.clone()),
+        conflict_log: ConflictLog::new(
+            async_nats::jetstream::new(client.clone()),
+            peer.clone(),
+            &topo,
+            config
+                .merge
+                .sensitive
+                .iter()
+                .map(|t| TableName::parse(t))
+                .collect::<Result<_, _>>()?,
+        )
+        .with_counters(Arc::clone(&counters)),
         clock,
         counters: Arc::clone(&counters),
     };
-    info!(peer = %peer, engine = config.database.engine.as_str(), stream = %endpoints.consume_stream, subject = %endpoints.publish_subject, "agent ready");
+    info!(peer = %peer, engine = config.database.engine.as_str(), stream = %endpoints.consume_stream, subject = %endpoints.publish_subject, conflicts = %apply_ctx.conflict_log.subject(), "agent ready");
 
     let capture =
         supervise("capture", || capture.run()).instrument(info_span!("capture", peer = %peer));
@@ -112,7 +124,11 @@ pub async fn run(config: Config) -> Result<()> {
         loop {
             tick.tick().await;
             let (applied, superseded, parked) = counters.snapshot();
-            info!(applied, superseded, parked, "progress");
+            let (conflicts, conflict_log_failures) = counters.conflicts();
+            info!(
+                applied,
+                superseded, parked, conflicts, conflict_log_failures, "progress"
+            );
         }
     };
     tokio::select! {
