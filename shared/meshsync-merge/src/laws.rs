@@ -3,12 +3,15 @@
 //! Strategies draw from small sets (three origins, a few HLCs, a few values per kind) so that
 //! ties, equal versions and duplicates actually occur. Every check prints its case count and
 //! seed; rerun a failure with `PROPTEST_RNG_SEED=<seed>` (and `PROPTEST_CASES` to change the
-//! budget).
+//! case count). Each check is also time-budgeted: cases starting after
+//! `MESHSYNC_PROPTEST_BUDGET_S` seconds (default 30) are skipped, so a slow machine shortens a
+//! check instead of timing out; the number of cases actually checked is printed.
 
 use std::{
     collections::BTreeMap,
     hash::{BuildHasher, RandomState},
-    time::SystemTime,
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant, SystemTime},
 };
 
 use meshsync_core::{Cell, Hlc, Op, PeerId, Value, Version};
@@ -125,12 +128,59 @@ fn runner(what: &str, cases: u32) -> TestRunner {
     TestRunner::new(config)
 }
 
+/// The time budget of one check: cases are checked until it is spent.
+struct Budget {
+    /// When the check began.
+    start: Instant,
+    /// How long it may check cases.
+    limit: Duration,
+    /// Cases checked so far.
+    checked: AtomicU32,
+}
+
+impl Budget {
+    /// The budget from `MESHSYNC_PROPTEST_BUDGET_S`, starting now.
+    fn new() -> Budget {
+        let secs = std::env::var("MESHSYNC_PROPTEST_BUDGET_S")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(30);
+        Budget {
+            start: Instant::now(),
+            limit: Duration::from_secs(secs),
+            checked: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether another case may run (and counts it).
+    fn admit(&self) -> bool {
+        let ok = self.start.elapsed() < self.limit;
+        if ok {
+            self.checked.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Prints how many cases were checked.
+    fn report(&self, what: &str) {
+        eprintln!(
+            "{what}: {} cases checked in {:.1?}",
+            self.checked.load(Ordering::Relaxed),
+            self.start.elapsed()
+        );
+    }
+}
+
 /// Asserts that `policy` is a join-semilattice on its canonical states: commutative,
 /// associative, idempotent, with canonical output. Panics with the failing case and the seed.
 pub fn check_join_laws(policy: &dyn MergePolicy, cases: u32) {
     let what = format!("check_join_laws({})", policy.name());
     let mut runner = runner(&what, cases);
+    let budget = Budget::new();
     let result = runner.run(&(cell_state(), cell_state(), cell_state()), |(a, b, c)| {
+        if !budget.admit() {
+            return Ok(());
+        }
         let (a, b, c) = (
             policy.canonical(&a),
             policy.canonical(&b),
@@ -144,6 +194,7 @@ pub fn check_join_laws(policy: &dyn MergePolicy, cases: u32) {
         prop_assert_eq!(join(&ab, &c), join(&a, &join(&b, &c)), "associativity");
         Ok(())
     });
+    budget.report(&what);
     if let Err(e) = result {
         panic!("{what} failed: {e}");
     }
@@ -251,7 +302,11 @@ pub fn check_row_merge_order_independence(policies: &TablePolicies, cases: u32) 
         let dups = vec((any::<Index>(), any::<Index>()), 0..4);
         (Just(changes), order.clone(), dups.clone(), order, dups)
     });
+    let budget = Budget::new();
     let result = runner.run(&strategy, |(changes, o1, d1, o2, d2)| {
+        if !budget.admit() {
+            return Ok(());
+        }
         let with_dups = |mut order: Vec<usize>, dups: Vec<(Index, Index)>| {
             for (at, which) in dups {
                 let at = at.index(order.len() + 1);
@@ -264,6 +319,7 @@ pub fn check_row_merge_order_independence(policies: &TablePolicies, cases: u32) 
         prop_assert_eq!(&base, &deliver(&changes, &with_dups(o2, d2), policies)?);
         Ok(())
     });
+    budget.report(&what);
     if let Err(e) = result {
         panic!("{what} failed: {e}");
     }
