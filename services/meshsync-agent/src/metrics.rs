@@ -2,14 +2,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-// The conflict counters are fed by apply's conflict log and read by the progress line;
-// both are wired separately (apply.rs, peer.rs).
-/// Name (log field) of the running total of conflicts written to the conflict stream.
-#[allow(dead_code)]
+/// Metric name of the running total of conflicts written to the conflict stream (the progress
+/// line shows it as `conflicts`).
+#[allow(dead_code)] // for a metrics exporter; the progress line names its own fields
 pub const CONFLICTS_LOGGED: &str = "conflicts_logged";
-/// Name (log field) of the running total of conflict-log publishes that failed (their
-/// conflicts are not in the stream; apply went on).
-#[allow(dead_code)]
+/// Metric name of the running total of conflict-log publishes that failed (their conflicts are
+/// not in the stream; apply went on).
+#[allow(dead_code)] // for a metrics exporter; the progress line names its own fields
 pub const CONFLICT_LOG_FAILURES: &str = "conflict_log_failures";
 
 /// Running totals of one agent.
@@ -18,9 +17,7 @@ pub struct Counters {
     applied: AtomicU64,
     superseded: AtomicU64,
     parked: AtomicU64,
-    #[allow(dead_code)]
     conflicts_logged: AtomicU64,
-    #[allow(dead_code)]
     conflict_log_failures: AtomicU64,
 }
 
@@ -37,19 +34,16 @@ impl Counters {
     }
 
     /// Conflicts stored in the conflict stream ([`CONFLICTS_LOGGED`]).
-    #[allow(dead_code)]
     pub fn add_conflicts_logged(&self, n: usize) {
         self.conflicts_logged.fetch_add(n as u64, Relaxed);
     }
 
     /// A conflict-log publish that failed ([`CONFLICT_LOG_FAILURES`]).
-    #[allow(dead_code)]
     pub fn add_conflict_log_failure(&self) {
         self.conflict_log_failures.fetch_add(1, Relaxed);
     }
 
     /// ([`CONFLICTS_LOGGED`], [`CONFLICT_LOG_FAILURES`]).
-    #[allow(dead_code)]
     pub fn conflicts(&self) -> (u64, u64) {
         (
             self.conflicts_logged.load(Relaxed),
