@@ -2,7 +2,7 @@
 //!
 //! A custom policy is a type implementing `meshsync_merge::MergePolicy`, registered in
 //! [`register_custom`] and then named in the config like a built-in (see
-//! `docs/conflicts.md` for a complete example).
+//! `docs/merge.md` for a complete example).
 
 use anyhow::{Context, Result};
 use meshsync_config::MergeConfig;
