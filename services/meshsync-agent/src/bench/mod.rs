@@ -1,5 +1,6 @@
 //! `meshsync bench postgres`: meshsync against PostgreSQL's own logical replication, side by
-//! side, in one run on one machine.
+//! side, in one run on one machine; `meshsync bench mysql` likewise against MariaDB's own
+//! replication ([`mysql_native`], [`mysql_mesh`], [`mysql_workload`]).
 //!
 //! Everything is started here through the testkit (a nats-server, PostgreSQL clusters) and
 //! dropped at the end, which stops it and deletes its folders. The two systems run one after
@@ -16,6 +17,9 @@
 //! ([`report`], [`plot`]).
 
 mod mesh;
+mod mysql_mesh;
+mod mysql_native;
+mod mysql_workload;
 mod native;
 mod plot;
 mod report;
@@ -29,7 +33,7 @@ use tracing::info;
 /// Arguments of `meshsync bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// The database engine to benchmark; only `postgres` today.
+    /// The database engine to benchmark: `postgres` or `mysql` (MariaDB).
     pub engine: String,
     /// Rows inserted for the catch-up workload.
     #[arg(long, default_value_t = 200_000)]
@@ -43,7 +47,7 @@ pub struct BenchArgs {
     /// Duration of the steady workload, in seconds.
     #[arg(long, default_value_t = 30)]
     pub seconds: u64,
-    /// Folder for `bench-postgres.json`, `lag-postgres.svg` and the agent logs.
+    /// Folder for `bench-<engine>.json`, `lag-<engine>.svg` and the agent logs.
     #[arg(long, default_value = "bench-results")]
     pub out: PathBuf,
     /// Small sizes for a smoke run: 20000 rows and 5 s of steady load.
@@ -97,38 +101,57 @@ impl Params {
 
 /// Runs the benchmark `args` describes; Ctrl-C stops it and cleans up.
 pub async fn run(args: BenchArgs) -> Result<()> {
-    if args.engine != "postgres" {
-        bail!(
-            "bench engine {:?} is not supported; supported: postgres",
-            args.engine
-        );
-    }
+    let engine: &'static str = match args.engine.as_str() {
+        "postgres" => "postgres",
+        "mysql" => "mysql",
+        other => bail!("bench engine {other:?} is not supported; supported: postgres, mysql"),
+    };
     let params = Params::from_args(&args)?;
     std::fs::create_dir_all(&params.out)
         .with_context(|| format!("create {}", params.out.display()))?;
     tokio::select! {
-        r = run_postgres(&params) => r,
+        r = run_engine(engine, &params) => r,
         _ = tokio::signal::ctrl_c() => bail!("interrupted; everything started was stopped"),
     }
 }
 
 /// Both systems, one after the other, then the report.
-async fn run_postgres(params: &Params) -> Result<()> {
-    info!(?params, "bench postgres: native logical replication first");
-    let native = native::run(params).await.context("native run")?;
-    info!("bench postgres: meshsync next");
-    let meshsync = mesh::run(params).await.context("meshsync run")?;
+async fn run_engine(engine: &'static str, params: &Params) -> Result<()> {
+    let (native, meshsync, notes) = match engine {
+        "mysql" => {
+            info!(?params, "bench mysql: native MariaDB replication first");
+            let native = mysql_native::run(params).await.context("native run")?;
+            info!("bench mysql: meshsync next");
+            let meshsync = mysql_mesh::run(params).await.context("meshsync run")?;
+            let notes = vec![format!(
+                "native: the replica's IO and SQL threads live inside mariadbd, so \"{}\" is the \
+                 whole replica server process (CPU over the catch-up only; peak RSS includes \
+                 its 64 MiB buffer pool)",
+                mysql_native::REPLICA_ROLE
+            )];
+            (native, meshsync, notes)
+        }
+        _ => {
+            info!(?params, "bench postgres: native logical replication first");
+            let native = native::run(params).await.context("native run")?;
+            info!("bench postgres: meshsync next");
+            let meshsync = mesh::run(params).await.context("meshsync run")?;
+            (native, meshsync, Vec::new())
+        }
+    };
     let report = report::Report {
+        engine,
+        notes,
         params: params.clone(),
         nats_version: meshsync.nats_version.clone(),
         native,
         meshsync: meshsync.result,
     };
     println!("{}", report.table());
-    let json = params.out.join("bench-postgres.json");
+    let json = params.out.join(format!("bench-{engine}.json"));
     std::fs::write(&json, serde_json::to_string_pretty(&report.json()?)?)
         .with_context(|| format!("write {}", json.display()))?;
-    let svg = params.out.join("lag-postgres.svg");
+    let svg = params.out.join(format!("lag-{engine}.svg"));
     std::fs::write(&svg, plot::lag_svg(&report))
         .with_context(|| format!("write {}", svg.display()))?;
     info!(json = %json.display(), svg = %svg.display(), "bench results written");

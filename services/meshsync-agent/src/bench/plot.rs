@@ -1,4 +1,5 @@
-//! `lag-postgres.svg`: steady-workload lag over time, one polyline per system, drawn by hand.
+//! `lag-<engine>.svg` (`lag-postgres.svg`, `lag-mysql.svg`): steady-workload lag over time,
+//! one polyline per system, drawn by hand.
 
 use std::fmt::Write as _;
 

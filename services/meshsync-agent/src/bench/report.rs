@@ -130,13 +130,17 @@ impl SystemResult {
     }
 }
 
-/// Everything one `meshsync bench postgres` run measured.
+/// Everything one `meshsync bench <engine>` run measured.
 pub struct Report {
+    /// `postgres` or `mysql`.
+    pub engine: &'static str,
+    /// Lines printed under the table (how a figure was measured, where that differs).
+    pub notes: Vec<String>,
     /// Parameters.
     pub params: Params,
     /// nats-server version.
     pub nats_version: String,
-    /// PostgreSQL logical replication.
+    /// The engine's own replication.
     pub native: SystemResult,
     /// meshsync.
     pub meshsync: SystemResult,
@@ -148,13 +152,14 @@ impl Report {
         self.meshsync.catch_up.rows_per_sec / self.native.catch_up.rows_per_sec.max(1e-9)
     }
 
-    /// The JSON document of `bench-postgres.json`.
+    /// The JSON document of `bench-<engine>.json`.
     pub fn json(&self) -> Result<Value> {
         let now = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)?;
         let p = &self.params;
         Ok(json!({
-            "engine": "postgres",
+            "engine": self.engine,
+            "notes": self.notes,
             "timestamp": now,
             "nats_server_version": self.nats_version,
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
@@ -184,8 +189,8 @@ impl Report {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "\nmeshsync bench postgres: {} rows in txns of {}, steady {} rows/s for {} s, nats-server {}\n",
-            p.rows, p.txn_size, p.rate, p.seconds, self.nats_version
+            "\nmeshsync bench {}: {} rows in txns of {}, steady {} rows/s for {} s, nats-server {}\n",
+            self.engine, p.rows, p.txn_size, p.rate, p.seconds, self.nats_version
         );
         let _ = writeln!(t, "{:<34} {:>12} {:>12}   target", "", "native", "meshsync");
         let row = |t: &mut String, what: &str, a: String, b: String, target: &str| {
@@ -293,6 +298,9 @@ impl Report {
                     r.name, s.cpu_secs, s.peak_rss_mib
                 );
             }
+        }
+        for note in &self.notes {
+            let _ = writeln!(t, "note: {note}");
         }
         t
     }
