@@ -17,7 +17,7 @@ mod value;
 mod version;
 
 pub use acked::Acked;
-pub use batch::{ChangeBatch, RowChange};
+pub use batch::{ChangeBatch, RowChange, by_table};
 pub use change::{Change, Op, SourcePosition, TxnId};
 pub use ident::{IdentError, PeerId, SchemaVersion, TableName};
 pub use meshsync_hlc::Hlc;

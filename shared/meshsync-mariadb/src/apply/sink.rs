@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use meshsync_core::{BatchReport, ChangeBatch, Hlc, PeerId, TableName};
+use meshsync_core::{BatchReport, ChangeBatch, Hlc, PeerId, TableName, by_table};
 use meshsync_merge::{ConflictRecord, PolicySet};
 use sqlx::{Connection, MySql, MySqlConnection, Transaction};
 
@@ -129,17 +129,7 @@ impl ApplyTxn<'_> {
         batches: &[&ChangeBatch],
     ) -> Result<Vec<BatchReport>, MariaDbError> {
         let mut reports = vec![BatchReport::default(); batches.len()];
-        // Tables in order of first appearance; a key lives in one table, so per-key order holds.
-        let mut tables: Vec<&TableName> = Vec::new();
-        for b in batches {
-            if !tables.contains(&&b.table) {
-                tables.push(&b.table);
-            }
-        }
-        for name in tables {
-            let members: Vec<usize> = (0..batches.len())
-                .filter(|i| batches[*i].table == *name)
-                .collect();
+        for (name, members) in by_table(batches) {
             let Some(info) = self.tables.get(name) else {
                 for i in members {
                     reports[i] = BatchReport::park_all(format!(
@@ -150,7 +140,7 @@ impl ApplyTxn<'_> {
             };
             let mut good = Vec::new();
             for i in members {
-                match table::check_shape(info, batches[i]) {
+                match batches[i].check_shape(&info.key, |c| info.column(c).is_some()) {
                     Ok(()) => good.push(i),
                     Err(reason) => reports[i] = BatchReport::park_all(reason),
                 }

@@ -17,38 +17,6 @@ use crate::{
     types::{MariaType, SqlValue, to_sql},
 };
 
-/// Whether the batch's shape fits the table here; the reason otherwise.
-pub fn check_shape(info: &TableInfo, batch: &ChangeBatch) -> Result<(), String> {
-    if batch.key_columns != info.key {
-        return Err(format!(
-            "primary key of {} is ({}) here but ({}) at origin {}",
-            batch.table,
-            info.key.join(", "),
-            batch.key_columns.join(", "),
-            batch.origin
-        ));
-    }
-    for c in &batch.columns {
-        if info.column(c).is_none() {
-            return Err(format!(
-                "column {c:?} of {} does not exist on this peer",
-                batch.table
-            ));
-        }
-    }
-    for row in &batch.rows {
-        if row.key.len() != batch.key_columns.len()
-            || (!row.cells.is_empty() && row.cells.len() != batch.columns.len())
-        {
-            return Err(format!(
-                "row {} of the batch does not match its column list",
-                row.index
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// One key value as this peer's column stores it, in text: the same for the same row
 /// whatever engine and types the origin has (`Int(5)` and `UInt(5)` alike, `1.50` and `1.5`
 /// in a DECIMAL, a BINARY(n) value with or without its zero padding).

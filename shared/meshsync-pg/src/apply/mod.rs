@@ -13,7 +13,7 @@ mod write;
 use std::{collections::HashMap, time::Duration};
 
 pub use meshsync_core::{BatchReport, Parked};
-use meshsync_core::{ChangeBatch, Hlc, PeerId, TableName};
+use meshsync_core::{ChangeBatch, Hlc, PeerId, TableName, by_table};
 use meshsync_merge::{ConflictRecord, PolicySet};
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 use tracing::debug;
@@ -136,17 +136,7 @@ impl ApplyTxn<'_> {
     /// the whole transaction).
     pub async fn apply(&mut self, batches: &[&ChangeBatch]) -> Result<Vec<BatchReport>, PgError> {
         let mut reports = vec![BatchReport::default(); batches.len()];
-        // Tables in order of first appearance; a key lives in one table, so per-key order holds.
-        let mut tables: Vec<&TableName> = Vec::new();
-        for b in batches {
-            if !tables.contains(&&b.table) {
-                tables.push(&b.table);
-            }
-        }
-        for table in tables {
-            let members: Vec<usize> = (0..batches.len())
-                .filter(|i| batches[*i].table == *table)
-                .collect();
+        for (table, members) in by_table(batches) {
             let Some(info) = self.sink_tables.get(table) else {
                 for i in members {
                     reports[i] = BatchReport::park_all(format!(
@@ -157,7 +147,7 @@ impl ApplyTxn<'_> {
             };
             let mut good = Vec::new();
             for i in members {
-                match table::check_shape(info, batches[i]) {
+                match batches[i].check_shape(&info.key, |c| info.column(c).is_some()) {
                     Ok(()) => good.push(i),
                     Err(reason) => reports[i] = BatchReport::park_all(reason),
                 }

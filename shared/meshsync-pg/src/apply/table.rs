@@ -12,38 +12,6 @@ use super::{
 };
 use crate::{catalog::TableInfo, error::PgError, hlc_column, types::to_sql_text};
 
-/// Whether the batch's shape fits the table here; the reason otherwise.
-pub fn check_shape(info: &TableInfo, batch: &ChangeBatch) -> Result<(), String> {
-    if batch.key_columns != info.key {
-        return Err(format!(
-            "primary key of {} is ({}) here but ({}) at origin {}",
-            batch.table,
-            info.key.join(", "),
-            batch.key_columns.join(", "),
-            batch.origin
-        ));
-    }
-    for c in &batch.columns {
-        if info.column(c).is_none() {
-            return Err(format!(
-                "column {c:?} of {} does not exist on this peer",
-                batch.table
-            ));
-        }
-    }
-    for row in &batch.rows {
-        if row.key.len() != batch.key_columns.len()
-            || (!row.cells.is_empty() && row.cells.len() != batch.columns.len())
-        {
-            return Err(format!(
-                "row {} of the batch does not match its column list",
-                row.index
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// The key as this peer's column types print it: the same bytes for the same row whatever
 /// engine and types the origin has.
 fn key_text(
