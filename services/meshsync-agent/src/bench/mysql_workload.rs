@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use sqlx::{Connection, MySqlConnection};
 use tracing::info;
 
-use super::workload::{LagSample, POLL_EVERY, Steady, WRITE_EVERY};
+use super::workload::{POLL_EVERY, Steady, WRITE_EVERY, see_prefix};
 
 /// Database on both servers; tables are named `database.table` in the agent config.
 pub const DB: &str = "public";
@@ -164,33 +164,18 @@ pub async fn steady(
                     .fetch_all(&mut *receiver)
                     .await
                     .context("poll the receiver")?;
-            let now = Instant::now();
-            // Rows arrive in commit order with both systems; count the contiguous prefix.
-            for (id,) in ids {
-                if id == base + seen.len() as i64 + 1 {
-                    seen.push(now);
-                }
-            }
+            see_prefix(
+                &mut seen,
+                base,
+                ids.into_iter().map(|(id,)| id),
+                Instant::now(),
+            );
             tokio::time::sleep(POLL_EVERY).await;
         }
         anyhow::Ok(seen)
     };
-    let (written, seen) = tokio::try_join!(writer, poller)?;
-    let (commits, write_time) = written;
-    let samples = commits
-        .iter()
-        .zip(&seen)
-        .map(|(c, s)| LagSample {
-            at_secs: c.duration_since(started).as_secs_f64(),
-            lag_ms: s.saturating_duration_since(*c).as_secs_f64() * 1000.0,
-        })
-        .collect();
-    Ok(Steady {
-        rows: commits.len() as u64,
-        seen: seen.len() as u64,
-        achieved_rate: commits.len() as f64 / write_time.as_secs_f64().max(1e-9),
-        samples,
-    })
+    let ((commits, write_time), seen) = tokio::try_join!(writer, poller)?;
+    Ok(Steady::from_instants(started, &commits, &seen, write_time))
 }
 
 #[cfg(test)]

@@ -109,6 +109,47 @@ pub struct Steady {
     pub samples: Vec<LagSample>,
 }
 
+impl Steady {
+    /// The figures of one steady run: row `i` committed at `commits[i]` and was first seen at
+    /// `seen[i]` (rows not seen have no sample); writing took `write_time`.
+    pub fn from_instants(
+        started: Instant,
+        commits: &[Instant],
+        seen: &[Instant],
+        write_time: Duration,
+    ) -> Steady {
+        let samples = commits
+            .iter()
+            .zip(seen)
+            .map(|(c, s)| LagSample {
+                at_secs: c.duration_since(started).as_secs_f64(),
+                lag_ms: s.saturating_duration_since(*c).as_secs_f64() * 1000.0,
+            })
+            .collect();
+        Steady {
+            rows: commits.len() as u64,
+            seen: seen.len() as u64,
+            achieved_rate: commits.len() as f64 / write_time.as_secs_f64().max(1e-9),
+            samples,
+        }
+    }
+}
+
+/// Records `now` as the first sighting of every polled id that extends the contiguous run
+/// `base + 1 ..` already seen: rows arrive in commit order with both systems.
+pub fn see_prefix(
+    seen: &mut Vec<Instant>,
+    base: i64,
+    ids: impl Iterator<Item = i64>,
+    now: Instant,
+) {
+    for id in ids {
+        if id == base + seen.len() as i64 + 1 {
+            seen.push(now);
+        }
+    }
+}
+
 /// Writes `rate` rows/s for `seconds` to `source` (ids after `base`, one transaction per
 /// [`WRITE_EVERY`] tick holding the rows due) while polling `receiver` every [`POLL_EVERY`]
 /// for them. A row's lag is the time from its commit acknowledgement on the source to the
@@ -159,33 +200,18 @@ pub async fn steady(
                     .fetch_all(&mut *receiver)
                     .await
                     .context("poll the receiver")?;
-            let now = Instant::now();
-            // Rows arrive in commit order with both systems; count the contiguous prefix.
-            for (id,) in ids {
-                if id == base + seen.len() as i64 + 1 {
-                    seen.push(now);
-                }
-            }
+            see_prefix(
+                &mut seen,
+                base,
+                ids.into_iter().map(|(id,)| id),
+                Instant::now(),
+            );
             tokio::time::sleep(POLL_EVERY).await;
         }
         anyhow::Ok(seen)
     };
-    let (written, seen) = tokio::try_join!(writer, poller)?;
-    let (commits, write_time) = written;
-    let samples = commits
-        .iter()
-        .zip(&seen)
-        .map(|(c, s)| LagSample {
-            at_secs: c.duration_since(started).as_secs_f64(),
-            lag_ms: s.saturating_duration_since(*c).as_secs_f64() * 1000.0,
-        })
-        .collect();
-    Ok(Steady {
-        rows: commits.len() as u64,
-        seen: seen.len() as u64,
-        achieved_rate: commits.len() as f64 / write_time.as_secs_f64().max(1e-9),
-        samples,
-    })
+    let ((commits, write_time), seen) = tokio::try_join!(writer, poller)?;
+    Ok(Steady::from_instants(started, &commits, &seen, write_time))
 }
 
 /// The `q` quantile (0..=1) of `values`, nearest rank; 0 when empty.
