@@ -3,7 +3,7 @@
 //! a MariaDB agent and of its server, with a binlog rotation in between, lose and duplicate
 //! nothing.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use meshsync_e2e::{
     agent::Agent,
@@ -12,6 +12,7 @@ use meshsync_e2e::{
     peer::Peer,
     workload,
 };
+use meshsync_core::Op;
 use meshsync_testkit::{MariaDb, NatsServer, wait_until};
 
 use crate::support::verify;
@@ -29,6 +30,11 @@ struct Mixed {
 
 impl Mixed {
     async fn start() -> Mixed {
+        Mixed::start_with(&[]).await
+    }
+
+    /// As [`Mixed::start`], with extra environment for `m1`'s agent.
+    async fn start_with(m1_env: &[(&str, &str)]) -> Mixed {
         let dir = tempfile::tempdir().unwrap();
         let nats = NatsServer::start_single().await.unwrap();
         let url = nats.client_url();
@@ -37,7 +43,8 @@ impl Mixed {
         let mut maria = Vec::new();
         for id in ["m1", "m2"] {
             let mut m = MariaPeer::start(id, &url, dir.path()).await.unwrap();
-            m.start_agent().unwrap();
+            let env = if id == "m1" { m1_env } else { &[] };
+            m.start_agent_with_env(env).unwrap();
             maria.push(m);
         }
         let mixed = Mixed {
@@ -180,6 +187,107 @@ async fn two_mariadb_peers_and_a_postgres_peer_converge_under_conflicting_writes
     let mesh = Mixed::start().await;
     let writes = mesh.workload(0x3e7, 120).await;
     mesh.assert_converged(&writes).await;
+}
+
+/// A local insert that commits while the apply transaction of a newer remote delete of the
+/// same key is still open, after that transaction's DELETE found no row (READ COMMITTED does
+/// not wait for rows not yet committed), lands after the delete in the table but loses to it
+/// (MariaDB stamps to the second): when it comes back from the stream, apply deletes it again.
+#[tokio::test]
+async fn a_local_insert_racing_a_newer_remote_delete_is_deleted_again() {
+    let mesh = Mixed::start_with(&[("MESHSYNC_FAILPOINT", "apply-pause-before-commit:1500")]).await;
+    let m1 = &mesh.maria[0];
+    let m1_log = || m1.agent.as_ref().map(Agent::log).unwrap_or_default();
+    let mut pg = mesh.pg.connect().await.unwrap();
+    let mut maria = m1.connect().await.unwrap();
+    let js = async_nats::jetstream::new(mesh.client.clone());
+    let mut writes = Vec::new();
+    let mut raced = 0;
+    for attempt in 0..4 {
+        let id = 100 + attempt;
+        // Early in a second, so that the MariaDB insert below lands in the same second as the
+        // remote delete and is stamped before it.
+        let into_second = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_millis();
+        tokio::time::sleep(Duration::from_millis(u64::from(1020 - into_second))).await;
+        let before = stream_messages(&js).await.unwrap().0;
+        let v = format!("p-race-{attempt}");
+        let mut tx = sqlx::Connection::begin(&mut pg).await.unwrap();
+        sqlx::query("INSERT INTO public.items (id, v) VALUES ($1, $2)")
+            .bind(id)
+            .bind(&v)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM public.items WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        writes.push(write("p", id, "insert", Some(v)));
+        writes.push(write("p", id, "delete", None));
+        // Once m1's apply of that transaction has run its DELETE and holds the transaction
+        // open, insert the key on m1.
+        let sequence = wait_until("the delete on the stream", WAIT, || async {
+            let (messages, last) = stream_messages(&js).await?;
+            (messages > before).then_some(last)
+        })
+        .await
+        .unwrap();
+        let paused = format!("upto={sequence}");
+        wait_until("m1's apply paused before its commit", WAIT, || async {
+            m1_log()
+                .lines()
+                .any(|l| l.contains("apply paused before commit") && l.ends_with(&paused))
+                .then_some(())
+        })
+        .await
+        .unwrap();
+        let mine = format!("m1-race-{attempt}");
+        sqlx::query("INSERT INTO public.items (id, v) VALUES (?, ?)")
+            .bind(id)
+            .bind(&mine)
+            .execute(&mut maria)
+            .await
+            .unwrap();
+        writes.push(write("m1", id, "insert", Some(mine)));
+        mesh.assert_converged(&writes).await;
+        let stream = checker::rows_of(&checker::read_stream(&mesh.client, "MESH").await.unwrap());
+        let stamp = |origin: &str, op: Op| {
+            stream
+                .iter()
+                .find(|r| r.id == id && r.origin == origin && r.op == op)
+                .map(|r| r.hlc)
+                .unwrap()
+        };
+        if stamp("m1", Op::Insert) < stamp("p", Op::Delete) {
+            // The insert lost: converged means m1 deleted its own row again.
+            assert!(!m1.rows().await.unwrap().iter().any(|r| r.0 == id));
+            raced += 1;
+            break;
+        }
+    }
+    assert!(
+        raced > 0,
+        "the local insert never fell in the remote delete's second; log:\n{}",
+        m1_log()
+    );
+}
+
+/// The global stream's message count and last sequence.
+async fn stream_messages(js: &async_nats::jetstream::Context) -> Option<(u64, u64)> {
+    let mut stream = js.get_stream("MESH").await.ok()?;
+    let state = &stream.info().await.ok()?.state;
+    Some((state.messages, state.last_sequence))
+}
+
+fn write(peer: &str, id: i32, op: &'static str, v: Option<String>) -> Write {
+    Write {
+        peer: peer.to_owned(),
+        id,
+        op,
+        v,
+    }
 }
 
 #[tokio::test]

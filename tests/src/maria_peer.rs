@@ -51,7 +51,12 @@ impl MariaPeer {
 
     /// Starts the agent.
     pub fn start_agent(&mut self) -> Result<()> {
-        self.agent = Some(Agent::start(&self.config)?);
+        self.start_agent_with_env(&[])
+    }
+
+    /// Starts the agent with extra environment variables (e.g. a failpoint).
+    pub fn start_agent_with_env(&mut self, env: &[(&str, &str)]) -> Result<()> {
+        self.agent = Some(Agent::start_with_env(&self.config, env)?);
         Ok(())
     }
 

@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     conflict_log::ConflictLog,
+    failpoint,
     metrics::Counters,
     sink::{Sink, SinkTarget},
 };
@@ -250,6 +251,7 @@ async fn apply_decoded(
     // an ack lost in a crash) arrive after newer messages, and the version check makes a
     // repeat a no-op (I4). The checkpoint records progress; it is not a filter.
     let conflicts = txn.take_conflicts();
+    failpoint::before_apply_commit(upto).await;
     txn.commit(upto.max(*checkpoint)).await?;
     // After the commit: a conflict is logged only once it is resolved for good. A failure
     // to log is counted and reported, never a reason to stop applying.

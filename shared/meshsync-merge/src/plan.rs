@@ -163,16 +163,22 @@ pub fn plan_table<'b>(
         let empty = RowState::default();
         let old = before.map(|b| &b.state).unwrap_or(&empty);
         row.state_changed = before != Some(&row.stored);
-        let own_only = row
+        let own = |i: &usize| batches[inputs[*i].batch].origin == *me;
+        let own_only = row.inputs.iter().all(own);
+        // An own insert that lost to a delete: the insert committed while the apply
+        // transaction of that delete was open, after its DELETE had found no row (READ
+        // COMMITTED does not wait for rows not yet committed), so the table may hold it.
+        let own_lost = row
             .inputs
             .iter()
-            .all(|i| batches[inputs[*i].batch].origin == *me);
+            .any(|i| own(i) && plan.outcomes[*i] == Outcome::Superseded);
+        let gone = !row.stored.state.is_visible();
         row.write = match row_action(old, &row.stored.state) {
             _ if before.is_none() && own_only => None,
             // The state says the row is gone, and a change from another peer moved it: the
             // table may still hold this peer's own row written since (not recorded yet, and
             // older than the winning delete), so delete it (deleting nothing is harmless).
-            RowAction::None if row.state_changed && !own_only && !row.stored.state.is_visible() => {
+            RowAction::None if gone && (row.state_changed && !own_only || own_lost) => {
                 Some(RowAction::Delete)
             }
             RowAction::None => None,

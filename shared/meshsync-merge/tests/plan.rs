@@ -300,3 +300,24 @@ fn a_newer_delete_of_an_already_deleted_row_still_deletes() {
     let again = run(&[&later], &mut stored, &lww_column(), "me");
     assert_eq!(again.rows[0].write, None);
 }
+
+#[test]
+fn an_own_insert_that_lost_to_a_delete_is_deleted_again() {
+    // The remote delete was applied while this peer's own older insert was being committed:
+    // the apply's DELETE found no row, the insert landed, and now comes back superseded.
+    let remote = batch("b", 40, vec![row(0, Op::Delete, 1, None, None)]);
+    let mut stored = HashMap::new();
+    let plan = run(&[&remote], &mut stored, &lww_column(), "me");
+    assert_eq!(plan.rows[0].write, Some(RowAction::Delete));
+    let own = batch("me", 30, vec![row(0, Op::Insert, 1, Some("late"), None)]);
+    let plan = run(&[&own], &mut stored, &lww_column(), "me");
+    assert_eq!(plan.outcomes, vec![Outcome::Superseded]);
+    assert_eq!(plan.rows[0].write, Some(RowAction::Delete));
+    assert!(!plan.rows[0].state_changed, "the state already says deleted");
+    // An own change that lost to a live row leaves the row to the upsert that beat it.
+    let live = batch("b", 50, vec![row(0, Op::Insert, 1, Some("b"), Some((1, 0)))]);
+    run(&[&live], &mut stored, &lww_column(), "me");
+    let own = batch("me", 45, vec![row(0, Op::Update, 1, Some("old"), None)]);
+    let plan = run(&[&own], &mut stored, &lww_column(), "me");
+    assert_eq!(plan.rows[0].write, None);
+}
