@@ -5,6 +5,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use meshsync_core::Op;
 use meshsync_e2e::{
     agent::Agent,
     checker::{self, Write},
@@ -12,7 +13,6 @@ use meshsync_e2e::{
     peer::Peer,
     workload,
 };
-use meshsync_core::Op;
 use meshsync_testkit::{MariaDb, NatsServer, wait_until};
 
 use crate::support::verify;
@@ -207,7 +207,10 @@ async fn a_local_insert_racing_a_newer_remote_delete_is_deleted_again() {
         let id = 100 + attempt;
         // Early in a second, so that the MariaDB insert below lands in the same second as the
         // remote delete and is stamped before it.
-        let into_second = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_millis();
+        let into_second = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_millis();
         tokio::time::sleep(Duration::from_millis(u64::from(1020 - into_second))).await;
         let before = stream_messages(&js).await.unwrap().0;
         let v = format!("p-race-{attempt}");

@@ -313,9 +313,16 @@ fn an_own_insert_that_lost_to_a_delete_is_deleted_again() {
     let plan = run(&[&own], &mut stored, &lww_column(), "me");
     assert_eq!(plan.outcomes, vec![Outcome::Superseded]);
     assert_eq!(plan.rows[0].write, Some(RowAction::Delete));
-    assert!(!plan.rows[0].state_changed, "the state already says deleted");
+    assert!(
+        !plan.rows[0].state_changed,
+        "the state already says deleted"
+    );
     // An own change that lost to a live row leaves the row to the upsert that beat it.
-    let live = batch("b", 50, vec![row(0, Op::Insert, 1, Some("b"), Some((1, 0)))]);
+    let live = batch(
+        "b",
+        50,
+        vec![row(0, Op::Insert, 1, Some("b"), Some((1, 0)))],
+    );
     run(&[&live], &mut stored, &lww_column(), "me");
     let own = batch("me", 45, vec![row(0, Op::Update, 1, Some("old"), None)]);
     let plan = run(&[&own], &mut stored, &lww_column(), "me");
