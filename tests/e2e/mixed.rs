@@ -284,6 +284,68 @@ async fn stream_messages(js: &async_nats::jetstream::Context) -> Option<(u64, u6
     Some((state.messages, state.last_sequence))
 }
 
+/// Causality on MariaDB (I8): its binlog stamps commits to the second, so a local write made
+/// right after applying a PostgreSQL change of the same second is ordered after it only by
+/// the applied HLC that capture reads from `meshsync.applied`.
+#[tokio::test]
+async fn a_mariadb_write_after_applying_a_change_of_the_same_second_wins() {
+    let mesh = Mixed::start().await;
+    let m1 = &mesh.maria[0];
+    let mut pg = mesh.pg.connect().await.unwrap();
+    let mut maria = m1.connect().await.unwrap();
+    let mut writes = Vec::new();
+    for attempt in 0..3 {
+        let id = 200 + attempt;
+        let remote = format!("p-{attempt}");
+        // Late in a second: the MariaDB update below most likely lands in the same second,
+        // whose start is before the PostgreSQL stamp.
+        let into_second = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_millis();
+        tokio::time::sleep(Duration::from_millis(u64::from(
+            (1500 - into_second) % 1000,
+        )))
+        .await;
+        sqlx::query("INSERT INTO public.items (id, v) VALUES ($1, $2)")
+            .bind(id)
+            .bind(&remote)
+            .execute(&mut pg)
+            .await
+            .unwrap();
+        writes.push(write("p", id, "insert", Some(remote.clone())));
+        wait_until("the remote row on m1", WAIT, || async {
+            m1.rows()
+                .await
+                .ok()?
+                .iter()
+                .any(|r| r.0 == id && r.1 == remote)
+                .then_some(())
+        })
+        .await
+        .unwrap();
+        let local = format!("m1-after-{attempt}");
+        sqlx::query("UPDATE public.items SET v = ? WHERE id = ?")
+            .bind(&local)
+            .bind(id)
+            .execute(&mut maria)
+            .await
+            .unwrap();
+        writes.push(write("m1", id, "update", Some(local.clone())));
+        // Every peer, m1 included, ends with the later write.
+        mesh.assert_converged(&writes).await;
+        assert!(
+            mesh.pg
+                .rows()
+                .await
+                .unwrap()
+                .iter()
+                .any(|r| r.0 == id && r.1 == local),
+            "the write made after the remote one must win"
+        );
+    }
+}
+
 fn write(peer: &str, id: i32, op: &'static str, v: Option<String>) -> Write {
     Write {
         peer: peer.to_owned(),
