@@ -4,7 +4,10 @@ use meshsync_core::TableName;
 
 use crate::{
     check::CheckError,
-    source::gtid::{BadGtid, ShortEvent},
+    source::{
+        gtid::{BadGtid, ShortEvent},
+        gtid_set::BadGtidSet,
+    },
     types::{TypeError, UnsupportedType},
 };
 
@@ -71,6 +74,9 @@ pub enum MariaDbError {
     /// A resume position that does not parse.
     #[error("mariadb: {0}")]
     Gtid(#[from] BadGtid),
+    /// A MySQL resume position (GTID set) that does not parse.
+    #[error("mysql: {0}")]
+    GtidSet(#[from] BadGtidSet),
     /// Binlog bytes that do not decode.
     #[error("mariadb: undecodable binlog event: {0}")]
     Decode(String),

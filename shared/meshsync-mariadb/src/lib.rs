@@ -1,6 +1,7 @@
 //! MariaDB side of meshsync: capture from the ROW binlog, the type mapping, and the SQL
 //! side of apply.
 //!
+//! - [`flavour`]: MariaDB or MySQL 8, which decides GTIDs, loop prevention and some SQL.
 //! - [`check`]: refuses a server whose binlog settings capture cannot work with.
 //! - [`catalog`]: columns, types and primary keys from `information_schema`.
 //! - [`types`]: binlog values to [`meshsync_core::Value`] and back to bindable SQL values.
@@ -18,6 +19,7 @@ pub mod apply;
 pub mod catalog;
 pub mod check;
 pub mod error;
+pub mod flavour;
 pub mod hlc_column;
 pub mod setup;
 pub mod source;
@@ -25,4 +27,5 @@ pub mod types;
 pub mod verify;
 
 pub use error::MariaDbError;
+pub use flavour::Flavour;
 pub use source::{CapturedTxn, MariaDbSource, RowImage, SourceConfig, SourceEvent};

@@ -2,6 +2,8 @@
 //! commit order, with the GTID state to resume from after each.
 //!
 //! - [`gtid`]: GTIDs, the resume state, the MariaDB-only GTID and GTID_LIST event bodies.
+//! - [`gtid_set`]: MySQL GTID sets, the resume state on MySQL 8.
+//! - [`mysql_txn`]: transaction assembly from MySQL 8 events (GTID, payload, XID).
 //! - [`row`]: row images (key, old key, cells with [`meshsync_core::Cell::Kept`]) from
 //!   decoded binlog rows.
 //! - [`stream`]: [`MariaDbSource`], the binlog connection and the transaction assembly.
@@ -9,11 +11,14 @@
 //!   `meshsync.capture_state`.
 
 pub mod gtid;
+pub mod gtid_set;
+pub mod mysql_txn;
 pub mod resume;
 pub mod row;
 pub mod stream;
 
 pub use gtid::{Gtid, GtidState};
+pub use gtid_set::GtidSet;
 pub use resume::ResumePoint;
 pub use row::RowImage;
 pub use stream::{CapturedTxn, MariaDbSource, SourceConfig, SourceEvent, current_gtid_state};

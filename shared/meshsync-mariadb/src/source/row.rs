@@ -7,7 +7,10 @@
 //! [`Cell::Value`], and `previous` holds the before-image value of every changed column
 //! (capture sends counter columns as the difference).
 
-use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::{
+    events::{RowsEventData, TableMapEvent},
+    row::BinlogRow,
+};
 
 pub use meshsync_core::RowImage;
 use meshsync_core::{Cell, Op, Value};
@@ -118,4 +121,29 @@ pub fn row_image(
         columns,
         previous,
     })
+}
+
+/// The row images of a rows event of `table`, decoded with its table map `tme`. A partial
+/// JSON update (MySQL `binlog_row_value_options=PARTIAL_JSON`) is refused: it holds diffs
+/// against a before-image, not the value.
+pub fn decode_rows(
+    rows_ev: &RowsEventData<'_>,
+    tme: &TableMapEvent<'_>,
+    table: &TableInfo,
+) -> Result<Vec<RowImage>, MariaDbError> {
+    if matches!(rows_ev, RowsEventData::PartialUpdateRowsEvent(_)) {
+        return Err(MariaDbError::Check(
+            crate::check::CheckError::RowValueOptions {
+                found: "PARTIAL_JSON".into(),
+            },
+        ));
+    }
+    let decoded: Vec<(Option<BinlogRow>, Option<BinlogRow>)> = rows_ev
+        .rows(tme)
+        .collect::<Result<_, _>>()
+        .map_err(|e| MariaDbError::Decode(e.to_string()))?;
+    decoded
+        .iter()
+        .map(|(before, after)| row_image(table, before.as_ref(), after.as_ref()))
+        .collect()
 }

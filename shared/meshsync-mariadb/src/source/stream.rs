@@ -1,15 +1,17 @@
 //! [`MariaDbSource`]: one binlog connection, registered as a replica with its own
-//! `server_id`, resuming from a GTID state, assembling committed transactions.
+//! `server_id`, resuming from a GTID state, assembling committed transactions. MariaDB is
+//! asked with `@slave_connect_state`, MySQL 8 with COM_BINLOG_DUMP_GTID and a GTID set;
+//! MySQL transactions are assembled by [`super::mysql_txn`].
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use futures::StreamExt;
 use mysql_async::{
     BinlogStream, BinlogStreamRequest, Conn, Opts,
-    binlog::{
-        events::{Event, EventData, OptionalMetaExtractor, RowsEventData},
-        row::BinlogRow,
-    },
+    binlog::events::{Event, EventData, OptionalMetaExtractor, RowsEventData},
     prelude::Queryable,
 };
 use sqlx::{Connection, MySqlConnection};
@@ -18,12 +20,16 @@ use meshsync_core::TableName;
 
 use super::{
     gtid::{GtidEvent, GtidState, parse_gtid_list},
-    row::{RowImage, row_image},
+    gtid_set::GtidSet,
+    mysql_txn::{self, MySqlTxns, RowsSeen},
+    row::{RowImage, decode_rows},
 };
 use crate::{
+    apply::APPLIED_TABLE,
     catalog::{self, TableInfo},
     check,
     error::MariaDbError,
+    flavour::Flavour,
 };
 
 /// Header flag `LOG_EVENT_SKIP_REPLICATION_F`: the session had `skip_replication=1` (our
@@ -64,8 +70,9 @@ pub struct SourceConfig {
     pub server_id: u32,
     /// Tables whose rows are captured; other tables' transactions come with no rows.
     pub tables: Vec<TableName>,
-    /// Where to resume: `domain-server-seq,...` (empty: the oldest binlog still on the
-    /// server). [`current_gtid_state`] gives the state of "now".
+    /// Where to resume: on MariaDB `domain-server-seq,...`, on MySQL a GTID set
+    /// `uuid:1-5:7,...` (empty: the oldest binlog still on the server).
+    /// [`current_gtid_state`] gives the state of "now".
     pub resume: String,
     /// Idle interval after which the server sends a heartbeat.
     pub heartbeat: Duration,
@@ -74,13 +81,16 @@ pub struct SourceConfig {
 /// One committed transaction.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CapturedTxn {
-    /// Its GTID, `domain-server-seq`.
+    /// Its GTID: `domain-server-seq` (MariaDB), `uuid:n` (MySQL).
     pub gtid: String,
-    /// The resume state after it: the last GTID of every domain seen, `domain-server-seq,...`.
+    /// The resume state after it. MariaDB: the last GTID of every domain seen,
+    /// `domain-server-seq,...`; MySQL: the GTID set with this transaction added.
     pub gtid_state_after: String,
-    /// Commit time from the event header (seconds resolution), microseconds since the epoch.
+    /// Commit time, microseconds since the epoch: MariaDB's event header (seconds
+    /// resolution), MySQL's `original_commit_timestamp` (microseconds).
     pub commit_unix_micros: i64,
-    /// Written by a session with `skip_replication=1` (meshsync's apply): flag 0x8000.
+    /// Written by meshsync's apply: on MariaDB flagged 0x8000 (`skip_replication=1`), on
+    /// MySQL holding a row of `meshsync.applied`.
     pub from_apply: bool,
     /// Row changes to configured tables, in binlog order (empty for other transactions and
     /// DDL).
@@ -111,6 +121,12 @@ struct OpenTxn {
 pub struct MariaDbSource {
     /// The binlog connection.
     stream: BinlogStream,
+    /// MariaDB or MySQL.
+    flavour: Flavour,
+    /// MySQL transaction assembly (unused on MariaDB).
+    mysql: MySqlTxns,
+    /// Table ids of `meshsync.applied` (MySQL loop prevention).
+    applied_ids: HashSet<u64>,
     /// For catalog reloads when a table map shows a new table id.
     sql: MySqlConnection,
     /// Configured tables and their shapes.
@@ -129,9 +145,16 @@ pub struct MariaDbSource {
     pos: u64,
 }
 
-/// The server's current binlog GTID state (`@@gtid_binlog_pos`): resume from it to capture
-/// only what commits from now on.
+/// The server's current binlog GTID state: resume from it to capture only what commits from
+/// now on. MariaDB: `@@gtid_binlog_pos`; MySQL: `@@gtid_executed` (on one line).
 pub async fn current_gtid_state(conn: &mut MySqlConnection) -> Result<String, MariaDbError> {
+    if Flavour::detect(&mut *conn).await? == Flavour::MySql {
+        let (s,): (String,) = sqlx::query_as("SELECT CAST(@@gtid_executed AS CHAR)")
+            .fetch_one(conn)
+            .await
+            .map_err(MariaDbError::query("read @@gtid_executed"))?;
+        return Ok(GtidSet::parse(&s)?.to_string());
+    }
     let (s,): (String,) = sqlx::query_as("SELECT CAST(@@gtid_binlog_pos AS CHAR)")
         .fetch_one(conn)
         .await
@@ -143,11 +166,14 @@ impl MariaDbSource {
     /// Checks the server settings, loads the catalog of the configured tables, and requests
     /// the binlog from `config.resume`.
     pub async fn connect(config: &SourceConfig) -> Result<Self, MariaDbError> {
-        let state = GtidState::parse(&config.resume)?;
         let mut sql = MySqlConnection::connect(&config.url)
             .await
             .map_err(MariaDbError::query("connect"))?;
-        check::check(&mut sql).await?;
+        let flavour = check::check(&mut sql).await?.flavour;
+        if flavour == Flavour::MySql {
+            return Self::connect_mysql(config, sql).await;
+        }
+        let state = GtidState::parse(&config.resume)?;
         let tables = catalog::load(&mut sql, &config.tables).await?;
         let opts = Opts::from_url(&config.url).map_err(|e| MariaDbError::Url(e.to_string()))?;
         let mut conn = Conn::new(opts)
@@ -176,6 +202,9 @@ impl MariaDbSource {
             .map_err(MariaDbError::binlog("request the binlog"))?;
         Ok(MariaDbSource {
             stream,
+            flavour,
+            mysql: MySqlTxns::default(),
+            applied_ids: HashSet::new(),
             sql,
             tables,
             table_ids: HashMap::new(),
@@ -187,9 +216,67 @@ impl MariaDbSource {
         })
     }
 
+    /// A MySQL binlog from `config.resume` (a GTID set) with COM_BINLOG_DUMP_GTID: the
+    /// server sends every transaction not in the set.
+    async fn connect_mysql(
+        config: &SourceConfig,
+        mut sql: MySqlConnection,
+    ) -> Result<Self, MariaDbError> {
+        let state = GtidSet::parse(&config.resume)?;
+        let tables = catalog::load(&mut sql, &config.tables).await?;
+        let opts = Opts::from_url(&config.url).map_err(|e| MariaDbError::Url(e.to_string()))?;
+        let mut conn = Conn::new(opts)
+            .await
+            .map_err(MariaDbError::binlog("connect"))?;
+        let nanos = config
+            .heartbeat
+            .as_nanos()
+            .clamp(1_000_000, 4_294_967_000_000_000);
+        // 8.0.26 renamed the variable the dump thread reads; older servers read the first.
+        for stmt in [
+            format!("SET @master_heartbeat_period={nanos}"),
+            format!("SET @source_heartbeat_period={nanos}"),
+        ] {
+            conn.query_drop(stmt)
+                .await
+                .map_err(MariaDbError::binlog("prepare the binlog session"))?;
+        }
+        let request = BinlogStreamRequest::new(config.server_id)
+            .with_gtid()
+            .with_filename(b"")
+            .with_pos(4u64)
+            .with_gtid_set(state.to_sids());
+        let stream = conn
+            .get_binlog_stream(request)
+            .await
+            .map_err(MariaDbError::binlog("request the binlog"))?;
+        Ok(MariaDbSource {
+            stream,
+            flavour: Flavour::MySql,
+            mysql: MySqlTxns::new(state),
+            applied_ids: HashSet::new(),
+            sql,
+            tables,
+            table_ids: HashMap::new(),
+            state: GtidState::empty(),
+            open: None,
+            fde_seen: false,
+            file: String::new(),
+            pos: 4,
+        })
+    }
+
+    /// MariaDB or MySQL.
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
+    }
+
     /// The resume state after the last transaction yielded (plus domains the server listed).
     pub fn gtid_state(&self) -> String {
-        self.state.to_string()
+        match self.flavour {
+            Flavour::MariaDb => self.state.to_string(),
+            Flavour::MySql => self.mysql.state().to_string(),
+        }
     }
 
     /// The current binlog file and position (diagnostics; resume uses GTIDs).
@@ -225,6 +312,9 @@ impl MariaDbSource {
 
     /// Acts on one event; `Some` when it completes something to yield.
     async fn handle(&mut self, ev: Event) -> Result<Option<SourceEvent>, MariaDbError> {
+        if self.flavour == Flavour::MySql {
+            return self.handle_mysql(ev).await;
+        }
         let h = ev.header();
         if h.log_pos() != 0 {
             self.pos = u64::from(h.log_pos());
@@ -259,7 +349,7 @@ impl MariaDbSource {
                 return Err(MariaDbError::Check(crate::check::CheckError::Compressed));
             }
             _ => {
-                if let Some(rows) = self.rows(&ev)? {
+                if let Some((_, rows)) = self.rows(&ev)? {
                     let open = self.open.as_mut().ok_or_else(|| {
                         MariaDbError::Decode("row event outside a transaction".into())
                     })?;
@@ -269,6 +359,30 @@ impl MariaDbSource {
             }
         }
         Ok(None)
+    }
+
+    /// Acts on one event of a MySQL binlog; `Some` when it completes something to yield.
+    async fn handle_mysql(&mut self, ev: Event) -> Result<Option<SourceEvent>, MariaDbError> {
+        let h = ev.header();
+        if h.log_pos() != 0 {
+            self.pos = u64::from(h.log_pos());
+        }
+        match h.event_type_raw() {
+            ty::HEARTBEAT | mysql_txn::ty::HEARTBEAT_V2 => Ok(Some(SourceEvent::Heartbeat)),
+            ty::FORMAT_DESCRIPTION => {
+                self.fde_seen = true;
+                Ok(None)
+            }
+            ty::ROTATE => self.rotate(&ev).map(|()| None),
+            ty::TABLE_MAP => self.table_map(&ev).await.map(|()| None),
+            _ => {
+                let rows = self.rows(&ev)?.map(|(id, images)| RowsSeen {
+                    images,
+                    applied: self.applied_ids.contains(&id),
+                });
+                Ok(self.mysql.handle(&ev, rows)?.map(SourceEvent::Txn))
+            }
+        }
     }
 
     /// Closes the open transaction (if any) as committed at `timestamp` (seconds).
@@ -308,6 +422,12 @@ impl MariaDbSource {
         };
         let id = tme.table_id();
         let name = TableName::new(tme.database_name(), tme.table_name());
+        if self.flavour == Flavour::MySql && name.to_string() == APPLIED_TABLE {
+            self.applied_ids.insert(id);
+        } else {
+            // Ids are reused for other tables after a restart.
+            self.applied_ids.remove(&id);
+        }
         let configured = self.tables.contains_key(&name);
         match self.table_ids.get(&id) {
             Some(Some(known)) if *known == name => return Ok(()),
@@ -337,35 +457,33 @@ impl MariaDbSource {
         Ok(())
     }
 
-    /// The row images of a rows event of a configured table; `None` for other events.
-    fn rows(&self, ev: &Event) -> Result<Option<Vec<RowImage>>, MariaDbError> {
+    /// The table id and row images of a rows event (images only for a configured table);
+    /// `None` for other events.
+    fn rows(&self, ev: &Event) -> Result<Option<(u64, Vec<RowImage>)>, MariaDbError> {
         let Some(EventData::RowsEvent(rows_ev)) = ev.read_data().map_err(decode)? else {
             return Ok(None);
         };
-        if matches!(rows_ev, RowsEventData::PartialUpdateRowsEvent(_)) {
-            return Err(MariaDbError::Decode(
-                "partial JSON update rows event (a MySQL feature)".into(),
-            ));
-        }
         let id = rows_ev.table_id();
         let Some(Some(name)) = self.table_ids.get(&id) else {
-            return Ok(Some(Vec::new()));
+            if matches!(rows_ev, RowsEventData::PartialUpdateRowsEvent(_)) {
+                return Err(partial_json());
+            }
+            return Ok(Some((id, Vec::new())));
         };
         let (Some(table), Some(tme)) = (self.tables.get(name), self.stream.get_tme(id)) else {
             return Err(MariaDbError::Decode(format!(
                 "rows event for table id {id} without its table map"
             )));
         };
-        let decoded: Vec<(Option<BinlogRow>, Option<BinlogRow>)> = rows_ev
-            .rows(tme)
-            .collect::<Result<_, _>>()
-            .map_err(decode)?;
-        decoded
-            .iter()
-            .map(|(before, after)| row_image(table, before.as_ref(), after.as_ref()))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
+        decode_rows(&rows_ev, tme, table).map(|images| Some((id, images)))
     }
+}
+
+/// A PARTIAL_UPDATE_ROWS event (MySQL `binlog_row_value_options=PARTIAL_JSON`).
+fn partial_json() -> MariaDbError {
+    MariaDbError::Check(check::CheckError::RowValueOptions {
+        found: "PARTIAL_JSON".into(),
+    })
 }
 
 /// The SQL text of a QUERY event, trimmed.

@@ -1,11 +1,47 @@
 //! Capture: a value as mysql_common decodes it from a ROW binlog event (with the table map's
 //! type, metadata and signedness) to the engine-neutral [`Value`].
 
-use mysql_async::{Value as MyValue, binlog::value::BinlogValue};
+use mysql_async::{
+    Value as MyValue,
+    binlog::{
+        jsonb::{self, JsonContainer, JsonDom, JsonNumber, JsonScalar},
+        value::BinlogValue,
+    },
+};
 
 use meshsync_core::Value;
 
 use super::{MariaType, TypeError, civil::days_from_civil};
+
+/// A MySQL 8 JSON value (binary JSON in the binlog) as the compact JSON text MariaDB's JSON
+/// columns carry: the same [`Value::Json`] for the same document, whichever server wrote it
+/// (MySQL normalises documents anyway: keys sorted, no whitespace).
+fn json_of_jsonb(j: &jsonb::Value<'_>, ty: &MariaType) -> Result<Value, TypeError> {
+    let dom = j.clone().parse().map_err(|_| TypeError::Capture {
+        ty: ty.to_string(),
+        why: "MySQL binary JSON that does not decode",
+    })?;
+    Ok(Value::Json(json_of_dom(dom).to_string()))
+}
+
+/// mysql_common's JSON tree as serde_json's. Unlike its own conversion, a DECIMAL stays a
+/// JSON number (as MySQL prints it), not a string.
+fn json_of_dom(dom: JsonDom) -> serde_json::Value {
+    match dom {
+        JsonDom::Container(JsonContainer::Array(items)) => {
+            serde_json::Value::Array(items.into_iter().map(json_of_dom).collect())
+        }
+        JsonDom::Container(JsonContainer::Object(map)) => {
+            serde_json::Value::Object(map.into_iter().map(|(k, v)| (k, json_of_dom(v))).collect())
+        }
+        JsonDom::Scalar(JsonScalar::Number(JsonNumber::Decimal(d))) => {
+            let text = d.to_string();
+            serde_json::from_str::<serde_json::Number>(&text)
+                .map_or(serde_json::Value::String(text), serde_json::Value::Number)
+        }
+        JsonDom::Scalar(s) => s.into(),
+    }
+}
 
 /// Microseconds per day.
 const DAY_US: i64 = 86_400_000_000;
@@ -18,8 +54,14 @@ pub fn from_binlog(v: &BinlogValue<'_>, ty: &MariaType) -> Result<Value, TypeErr
     };
     let v = match v {
         BinlogValue::Value(v) => v,
-        BinlogValue::Jsonb(_) | BinlogValue::JsonDiff(_) => {
-            return Err(capture("MySQL binary JSON is not a MariaDB format"));
+        BinlogValue::Jsonb(j) if matches!(ty, MariaType::Json) => return json_of_jsonb(j, ty),
+        BinlogValue::Jsonb(_) => {
+            return Err(capture("MySQL binary JSON in a column that is not JSON"));
+        }
+        BinlogValue::JsonDiff(_) => {
+            return Err(capture(
+                "a partial JSON update (binlog_row_value_options=PARTIAL_JSON) has no value",
+            ));
         }
     };
     if matches!(v, MyValue::NULL) {
