@@ -13,6 +13,8 @@
 pub mod gtid;
 pub mod gtid_set;
 pub mod mysql_txn;
+#[cfg(test)]
+mod mysql_wire_tests;
 pub mod resume;
 pub mod row;
 pub mod stream;
