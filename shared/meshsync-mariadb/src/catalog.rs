@@ -8,6 +8,7 @@ use sqlx::{MySqlConnection, Row};
 
 use crate::{
     error::MariaDbError,
+    flavour::Flavour,
     types::{CatalogColumn, MariaType},
 };
 
@@ -68,9 +69,10 @@ pub async fn load(
     conn: &mut MySqlConnection,
     tables: &[TableName],
 ) -> Result<HashMap<TableName, TableInfo>, MariaDbError> {
+    let flavour = Flavour::detect(&mut *conn).await?;
     let mut out = HashMap::new();
     for t in tables {
-        out.insert(t.clone(), load_one(conn, t).await?);
+        out.insert(t.clone(), load_one_as(conn, flavour, t).await?);
     }
     Ok(out)
 }
@@ -80,8 +82,13 @@ pub async fn load_one(
     conn: &mut MySqlConnection,
     t: &TableName,
 ) -> Result<TableInfo, MariaDbError> {
-    let rows = sqlx::query(
-        "SELECT CAST(c.COLUMN_NAME AS CHAR) AS name, CAST(c.DATA_TYPE AS CHAR) AS data_type,
+    let flavour = Flavour::detect(&mut *conn).await?;
+    load_one_as(conn, flavour, t).await
+}
+
+/// The columns query of MariaDB (JSON is LONGTEXT with a `json_valid` CHECK).
+const MARIADB_COLUMNS: &str =
+    "SELECT CAST(c.COLUMN_NAME AS CHAR) AS name, CAST(c.DATA_TYPE AS CHAR) AS data_type,
                 CAST(c.COLUMN_TYPE AS CHAR) AS column_type,
                 CAST(c.IS_NULLABLE AS CHAR) AS nullable,
                 CAST(c.NUMERIC_PRECISION AS SIGNED) AS num_precision,
@@ -100,13 +107,47 @@ pub async fn load_one(
                 CAST(c.IS_GENERATED = 'ALWAYS' AS SIGNED) AS generated
          FROM information_schema.COLUMNS c
          WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ?
-         ORDER BY c.ORDINAL_POSITION",
-    )
-    .bind(&t.schema)
-    .bind(&t.name)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(MariaDbError::query("read columns"))?;
+         ORDER BY c.ORDINAL_POSITION";
+
+/// The columns query of MySQL 8: its JSON is a type of its own (no `json_valid` CHECK, and
+/// its CHECK_CONSTRAINTS has no TABLE_NAME), and it has no IS_GENERATED (EXTRA says
+/// `VIRTUAL GENERATED` or `STORED GENERATED`; `DEFAULT_GENERATED` is an expression default).
+const MYSQL_COLUMNS: &str = "SELECT CAST(c.COLUMN_NAME AS CHAR) AS name,
+        CAST(c.DATA_TYPE AS CHAR) AS data_type, CAST(c.COLUMN_TYPE AS CHAR) AS column_type,
+        CAST(c.IS_NULLABLE AS CHAR) AS nullable,
+        CAST(c.NUMERIC_PRECISION AS SIGNED) AS num_precision,
+        CAST(c.NUMERIC_SCALE AS SIGNED) AS num_scale,
+        CAST(c.DATETIME_PRECISION AS SIGNED) AS fsp,
+        CAST(c.CHARACTER_MAXIMUM_LENGTH AS SIGNED) AS max_chars,
+        CAST(c.CHARACTER_OCTET_LENGTH AS SIGNED) AS max_bytes,
+        CAST(c.CHARACTER_SET_NAME AS CHAR) AS charset,
+        CAST(0 AS SIGNED) AS json_check,
+        CAST(c.COLUMN_DEFAULT IS NULL AND c.IS_NULLABLE = 'NO'
+             AND c.EXTRA NOT LIKE '%auto_increment%'
+             AND c.EXTRA NOT LIKE '%VIRTUAL GENERATED%' AND c.EXTRA NOT LIKE '%STORED GENERATED%'
+             AND c.DATA_TYPE <> 'enum' AS SIGNED) AS required,
+        CAST(c.EXTRA LIKE '%VIRTUAL GENERATED%' OR c.EXTRA LIKE '%STORED GENERATED%'
+             AS SIGNED) AS generated
+     FROM information_schema.COLUMNS c
+     WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ?
+     ORDER BY c.ORDINAL_POSITION";
+
+/// Reads the shape of one table of a server of `flavour`.
+pub async fn load_one_as(
+    conn: &mut MySqlConnection,
+    flavour: Flavour,
+    t: &TableName,
+) -> Result<TableInfo, MariaDbError> {
+    let query = match flavour {
+        Flavour::MariaDb => MARIADB_COLUMNS,
+        Flavour::MySql => MYSQL_COLUMNS,
+    };
+    let rows = sqlx::query(query)
+        .bind(&t.schema)
+        .bind(&t.name)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(MariaDbError::query("read columns"))?;
     if rows.is_empty() {
         return Err(MariaDbError::MissingTable { table: t.clone() });
     }

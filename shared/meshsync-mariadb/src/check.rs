@@ -348,7 +348,8 @@ mod tests {
     #[test]
     fn mysql_refusals_name_setting_value_and_fix() {
         assert_eq!(good_mysql().verify(), Ok(()));
-        let cases: [(fn(&mut ServerSettings), &str); 7] = [
+        type Spoil = fn(&mut ServerSettings);
+        let cases: [(Spoil, &str); 7] = [
             (
                 |s| s.version = "5.7.44-log".into(),
                 "version is 5.7.44-log; meshsync needs MySQL 8.0",

@@ -48,25 +48,37 @@ const SCHEMA: [&str; 5] = [
         hlc_node BIGINT NOT NULL
     ) ENGINE = InnoDB",
     // The highest HLC each apply consumer applied from other origins, upserted in the same
-    // transaction as the data. Apply sessions run with skip_replication, so capture sees the
-    // row in a `from_apply` transaction and folds the HLC into its clock: a local write
-    // committed after an applied change is stamped later (causality, I8). Capture reads the
-    // columns `hlc_time` and `hlc_node` (hlc_column encoding) of its row images.
+    // transaction as the data. Capture sees the row in a `from_apply` transaction and folds
+    // the HLC into its clock: a local write committed after an applied change is stamped
+    // later (causality, I8). Capture reads the columns `hlc_time` and `hlc_node`
+    // (hlc_column encoding) of its row images. `applies` counts apply transactions: every
+    // one that writes rows changes this row, which is how MySQL capture tells them (I7).
     "CREATE TABLE IF NOT EXISTS meshsync.applied (
         consumer VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PRIMARY KEY,
         hlc_time BIGINT NOT NULL,
-        hlc_node BIGINT NOT NULL
+        hlc_node BIGINT NOT NULL,
+        applies BIGINT NOT NULL DEFAULT 0
     ) ENGINE = InnoDB",
 ];
 
-/// Columns added to `meshsync.row_state` after its first release, with the DDL that adds
-/// each to an older install: a deleted row's tombstone time (hlc_column encoding, NULL for a
-/// visible row), indexed, so tombstone retention finds old tombstones without a scan.
-const ROW_STATE_UPGRADES: [(&str, &str); 1] = [(
-    "deleted_at",
-    "ALTER TABLE meshsync.row_state ADD COLUMN IF NOT EXISTS deleted_at BIGINT NULL,
-         ADD INDEX IF NOT EXISTS row_state_deleted_at (deleted_at)",
-)];
+/// Columns added after the first release (table, column, the DDL that adds it to an older
+/// install): a deleted row's tombstone time in `row_state` (hlc_column encoding, NULL for a
+/// visible row), indexed, so tombstone retention finds old tombstones without a scan; the
+/// count of apply transactions in `applied`. (The first DDL is MariaDB syntax: MySQL
+/// installs are newer and always have the column.)
+const UPGRADES: [(&str, &str, &str); 2] = [
+    (
+        "row_state",
+        "deleted_at",
+        "ALTER TABLE meshsync.row_state ADD COLUMN IF NOT EXISTS deleted_at BIGINT NULL,
+             ADD INDEX IF NOT EXISTS row_state_deleted_at (deleted_at)",
+    ),
+    (
+        "applied",
+        "applies",
+        "ALTER TABLE meshsync.applied ADD COLUMN applies BIGINT NOT NULL DEFAULT 0",
+    ),
+];
 
 /// Creates whatever of the `meshsync` database is missing. The user needs CREATE on
 /// `meshsync.*`.
@@ -102,22 +114,23 @@ async fn prepare_locked(conn: &mut MySqlConnection) -> Result<(), MariaDbError> 
     }
     // Checked first: an ALTER that has nothing to do still takes a metadata lock on a table
     // apply is writing.
-    for (column, ddl) in ROW_STATE_UPGRADES {
+    for (table, column, ddl) in UPGRADES {
         let (present,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM information_schema.COLUMNS
-             WHERE TABLE_SCHEMA = 'meshsync' AND TABLE_NAME = 'row_state' AND COLUMN_NAME = ?",
+             WHERE TABLE_SCHEMA = 'meshsync' AND TABLE_NAME = ? AND COLUMN_NAME = ?",
         )
+        .bind(table)
         .bind(column)
         .fetch_one(&mut *conn)
         .await
         .map_err(MariaDbError::query(
-            "read the columns of meshsync.row_state",
+            "read the columns of the meshsync tables",
         ))?;
         if present == 0 {
             sqlx::raw_sql(ddl)
                 .execute(&mut *conn)
                 .await
-                .map_err(MariaDbError::query("upgrade meshsync.row_state"))?;
+                .map_err(MariaDbError::query("upgrade the meshsync tables"))?;
         }
     }
     Ok(())

@@ -24,6 +24,7 @@ use crate::{
     apply::APPLY_SQL_MODE,
     catalog::{Column, TableInfo, ident, qualified},
     error::MariaDbError,
+    flavour::Flavour,
     types::{MariaType, TypeError, from_select_text},
 };
 
@@ -173,8 +174,13 @@ async fn for_each_row(
         )));
     }
     let (list, reads): (Vec<String>, Vec<Read>) = info.columns.iter().map(select_expr).unzip();
+    // MySQL has no `SET STATEMENT`: its session's sql_mode stands.
+    let prefix = match Flavour::detect(&mut *conn).await? {
+        Flavour::MariaDb => format!("SET STATEMENT sql_mode = '{APPLY_SQL_MODE}' FOR "),
+        Flavour::MySql => String::new(),
+    };
     let sql = format!(
-        "SET STATEMENT sql_mode = '{APPLY_SQL_MODE}' FOR SELECT {} FROM {}",
+        "{prefix}SELECT {} FROM {}",
         list.join(", "),
         qualified(table)
     );

@@ -4,7 +4,7 @@
 
 use meshsync_core::Value;
 use meshsync_mariadb::{
-    MariaDbError,
+    Flavour, MariaDbError,
     apply::{RowWrite, open_apply_session, write_rows},
 };
 use sqlx::Connection;
@@ -166,7 +166,9 @@ async fn writes_outside_a_transaction_or_on_a_dead_connection_are_errors() {
         "CREATE TABLE t (id INT PRIMARY KEY, a INT, b INT, c INT)",
     )
     .await;
-    let err = write_rows(&mut c, &info, &[up(1, &[])]).await.unwrap_err();
+    let err = write_rows(&mut c, Flavour::MariaDb, &info, &[up(1, &[])])
+        .await
+        .unwrap_err();
     assert!(matches!(err, MariaDbError::NotInTransaction), "{err:?}");
     assert_eq!(
         scalar(&mut c, "SELECT CAST(COUNT(*) AS CHAR) FROM t").await,
@@ -180,9 +182,14 @@ async fn writes_outside_a_transaction_or_on_a_dead_connection_are_errors() {
     let mut tx = c.begin().await.unwrap();
     let mut killer = m.connect("app").await.unwrap();
     exec(&mut killer, &format!("KILL {id}")).await;
-    let err = write_rows(&mut tx, &info, &[up(1, &[("a", Value::Int(1))])])
-        .await
-        .unwrap_err();
+    let err = write_rows(
+        &mut tx,
+        Flavour::MariaDb,
+        &info,
+        &[up(1, &[("a", Value::Int(1))])],
+    )
+    .await
+    .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
 }
 

@@ -4,7 +4,7 @@
 
 use meshsync_core::{Cell, Value};
 use meshsync_mariadb::{
-    MariaDbSource,
+    Flavour, MariaDbSource,
     apply::{RowWrite, open_apply_session, write_rows},
     source::current_gtid_state,
     types::days_from_civil,
@@ -315,7 +315,9 @@ async fn statements_are_strict_and_utc_in_any_session() {
         up(1, &[("ts", Value::Timestamp(1_700_000_000_000_000))]),
         up(2, &[("name", Value::Text("S3CRETXX".into()))]),
     ];
-    let refused = write_rows(&mut tx, &info, &writes).await.unwrap();
+    let refused = write_rows(&mut tx, Flavour::MariaDb, &info, &writes)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(refused[0].0, 1);

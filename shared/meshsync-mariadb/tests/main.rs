@@ -8,11 +8,13 @@
 mod sink_support;
 mod support;
 
+mod applied_row;
 mod apply;
 mod apply_refusal;
 mod apply_types;
 mod capture;
 mod capture_state;
+mod mysql;
 mod resume;
 mod setup;
 mod sink;

@@ -57,6 +57,7 @@ async fn prepare_twice_creates_the_innodb_tables_once() {
             "applied.consumer varchar(255) NO PRI",
             "applied.hlc_time bigint(20) NO ",
             "applied.hlc_node bigint(20) NO ",
+            "applied.applies bigint(20) NO ",
             "capture_state.source varchar(255) NO PRI",
             "capture_state.gtid_state text NO ",
             "capture_state.hlc_time bigint(20) NO ",

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use meshsync_core::{TableName, Value};
 use meshsync_mariadb::{
-    CapturedTxn, MariaDbSource, SourceConfig, SourceEvent,
+    CapturedTxn, Flavour, MariaDbSource, SourceConfig, SourceEvent,
     apply::{RowWrite, open_apply_session, write_rows},
     catalog::{self, TableInfo},
 };
@@ -155,7 +155,9 @@ pub async fn write(
     writes: &[RowWrite],
 ) -> Vec<(usize, String)> {
     let mut tx = c.begin().await.unwrap();
-    let refused = write_rows(&mut tx, info, writes).await.unwrap();
+    let refused = write_rows(&mut tx, Flavour::MariaDb, info, writes)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     refused
 }

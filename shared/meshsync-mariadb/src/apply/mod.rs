@@ -22,7 +22,7 @@ mod table;
 mod write;
 
 pub use meshsync_core::{BatchReport, Parked};
-pub use sink::{APPLIED_TABLE, ApplyTxn, MariaDbSink};
+pub use sink::{APPLIED_TABLE, ApplyTxn, MariaDbSink, record_applied};
 
 use std::collections::HashSet;
 
@@ -32,6 +32,7 @@ use sqlx::{Connection, MySqlConnection};
 use crate::{
     catalog::TableInfo,
     error::{MariaDbError, is_transient_sqlx},
+    flavour::Flavour,
 };
 use row::Bound;
 use write::{Failure, Mode};
@@ -74,10 +75,12 @@ pub enum RowWrite {
     },
 }
 
-/// Connects for apply. The session is flagged `skip_replication` (capture drops its
-/// transactions as meshsync's own), in UTC (TIMESTAMP values are bound as UTC text), strict
-/// (MariaDB refuses what it would truncate) and READ COMMITTED (fewer gap locks against
-/// local writers). Setting `skip_replication` needs SUPER or BINLOG ADMIN on 10.5+.
+/// Connects for apply. The session is in UTC (TIMESTAMP values are bound as UTC text),
+/// strict (the server refuses what it would truncate) and READ COMMITTED (fewer gap locks
+/// against local writers). On MariaDB it is also flagged `skip_replication` (capture drops
+/// its transactions as meshsync's own), which needs SUPER or BINLOG ADMIN on 10.5+. MySQL
+/// has no such flag: there capture knows apply transactions by their row of
+/// `meshsync.applied`, which [`MariaDbSink`] writes in every transaction that writes rows.
 ///
 /// Native MariaDB replicas still receive these transactions unless they run with
 /// `replicate_events_marked_for_skip` other than `REPLICATE`.
@@ -85,11 +88,17 @@ pub async fn open_apply_session(url: &str) -> Result<MySqlConnection, MariaDbErr
     let mut conn = MySqlConnection::connect(url)
         .await
         .map_err(MariaDbError::query("connect for apply"))?;
-    // MariaDB 10.11 has no `transaction_isolation` variable; this syntax works everywhere.
-    for stmt in [
-        format!(
+    let first = match Flavour::detect(&mut conn).await? {
+        Flavour::MariaDb => format!(
             "SET SESSION skip_replication = 1, time_zone = '+00:00', sql_mode = '{APPLY_SQL_MODE}'"
         ),
+        Flavour::MySql => {
+            format!("SET SESSION time_zone = '+00:00', sql_mode = '{APPLY_SQL_MODE}'")
+        }
+    };
+    // MariaDB 10.11 has no `transaction_isolation` variable; this syntax works everywhere.
+    for stmt in [
+        first,
         "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_owned(),
     ] {
         sqlx::raw_sql(sqlx::AssertSqlSafe(stmt))
@@ -101,7 +110,12 @@ pub async fn open_apply_session(url: &str) -> Result<MySqlConnection, MariaDbErr
 }
 
 /// Writes `writes` to the table `info` inside the caller's open transaction (begun with
-/// sqlx's `Connection::begin`, on a session from [`open_apply_session`]).
+/// sqlx's `Connection::begin`, on a session from [`open_apply_session`] to a server of
+/// `flavour`).
+///
+/// On MySQL capture tells apply transactions by their row of `meshsync.applied`
+/// ([`APPLIED_TABLE`]): a caller other than [`MariaDbSink`] must write one in the same
+/// transaction ([`record_applied`]), or capture publishes these rows again (I7).
 ///
 /// Returns the indexes of the writes MariaDB refused (or that were refused before sending:
 /// a value the column cannot hold, an unknown column, a key of the wrong shape), each with a
@@ -111,6 +125,7 @@ pub async fn open_apply_session(url: &str) -> Result<MySqlConnection, MariaDbErr
 /// whole transaction.
 pub async fn write_rows(
     conn: &mut MySqlConnection,
+    flavour: Flavour,
     info: &TableInfo,
     writes: &[RowWrite],
 ) -> Result<Vec<(usize, String)>, MariaDbError> {
@@ -134,7 +149,7 @@ pub async fn write_rows(
     }
     let max_bytes = packet_budget(conn, &mut bound, &mut refused).await?;
     if !bound.is_empty() {
-        refused.extend(write_bound(conn, info, &bound, max_bytes).await?);
+        refused.extend(write_bound(conn, flavour, info, &bound, max_bytes).await?);
     }
     refused.sort_by_key(|(i, _)| *i);
     Ok(refused)
@@ -143,6 +158,7 @@ pub async fn write_rows(
 /// Writes checked rows: all at once, or one by one once a statement failed on data.
 async fn write_bound(
     conn: &mut MySqlConnection,
+    flavour: Flavour,
     info: &TableInfo,
     bound: &[Bound],
     max_bytes: usize,
@@ -150,7 +166,9 @@ async fn write_bound(
     savepoint(conn, "SAVEPOINT meshsync_batch").await?;
     let mut failure = None;
     for segment in segments(bound) {
-        if let Err(e) = write::execute(conn, info, &segment, Mode::ByColumns, max_bytes).await {
+        if let Err(e) =
+            write::execute(conn, flavour, info, &segment, Mode::ByColumns, max_bytes).await
+        {
             failure = Some(e);
             break;
         }
@@ -160,7 +178,7 @@ async fn write_bound(
         Some(Failure::Sql(e)) if is_transient_sqlx(&e) => Err(MariaDbError::query("write rows")(e)),
         Some(_) => {
             savepoint(conn, "ROLLBACK TO SAVEPOINT meshsync_batch").await?;
-            one_by_one(conn, info, bound, max_bytes).await
+            one_by_one(conn, flavour, info, bound, max_bytes).await
         }
     }
 }
@@ -190,6 +208,7 @@ fn segments(rows: &[Bound]) -> Vec<Vec<&Bound>> {
 /// ones are undone.
 async fn one_by_one(
     conn: &mut MySqlConnection,
+    flavour: Flavour,
     info: &TableInfo,
     rows: &[Bound],
     max_bytes: usize,
@@ -197,14 +216,15 @@ async fn one_by_one(
     let mut refused = Vec::new();
     for r in rows {
         savepoint(conn, "SAVEPOINT meshsync_row").await?;
-        let mut outcome = write::execute(conn, info, &[r], Mode::ByColumns, max_bytes).await;
+        let mut outcome =
+            write::execute(conn, flavour, info, &[r], Mode::ByColumns, max_bytes).await;
         // The catalog's guess of the columns an insert needs was short: write it as an
         // update if the row exists.
         if r.upsert.is_some()
             && matches!(&outcome, Err(Failure::Sql(e)) if refusal::number(e) == Some(1364))
         {
             savepoint(conn, "ROLLBACK TO SAVEPOINT meshsync_row").await?;
-            match write::execute(conn, info, &[r], Mode::UpdateOnly, max_bytes).await {
+            match write::execute(conn, flavour, info, &[r], Mode::UpdateOnly, max_bytes).await {
                 Ok(()) => outcome = Ok(()),
                 Err(Failure::Sql(e)) if is_transient_sqlx(&e) => outcome = Err(Failure::Sql(e)),
                 // Not there either: the insert's refusal (naming the column) is the reason.

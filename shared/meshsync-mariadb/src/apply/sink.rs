@@ -9,23 +9,62 @@ use meshsync_merge::{ConflictRecord, PolicySet};
 use sqlx::{Connection, MySql, MySqlConnection, Transaction};
 
 use super::{open_apply_session, state, table};
-use crate::{catalog::TableInfo, error::MariaDbError, hlc_column};
+use crate::{catalog::TableInfo, error::MariaDbError, flavour::Flavour, hlc_column};
 
 /// The table where every apply transaction that applied changes of other origins records
-/// the highest HLC it applied, in the same transaction. Apply sessions are flagged
-/// `skip_replication`, so capture on this server reads the row in a `from_apply`
-/// transaction and folds `hlc_time`/`hlc_node` ([`hlc_column::from_columns`]) into its
-/// clock: a local write committed afterwards is stamped later (causality, I8). Capture
-/// must list it among its tables to see it.
+/// the highest HLC it applied, in the same transaction. Capture on this server reads the
+/// row in a `from_apply` transaction and folds `hlc_time`/`hlc_node`
+/// ([`hlc_column::from_columns`]) into its clock: a local write committed afterwards is
+/// stamped later (causality, I8). Capture must list it among its tables to decode it.
+///
+/// Every apply transaction that writes a row of a replicated table writes its row here too,
+/// and always changes it (`applies` counts up: MySQL logs no row event for an update that
+/// changes nothing). On MySQL, which has no `skip_replication`, that row is how capture
+/// tells apply transactions (I7); on MariaDB the flag does, and the row is harmless.
 pub const APPLIED_TABLE: &str = "meshsync.applied";
+
+/// Records an apply transaction in [`APPLIED_TABLE`] inside `tx`: with `hlc` the highest
+/// HLC of other origins it applied, without it only the count of apply transactions moves
+/// (a transaction that wrote only rows of this peer's own changes).
+pub async fn record_applied(
+    tx: &mut MySqlConnection,
+    consumer: &str,
+    hlc: Option<Hlc>,
+) -> Result<(), MariaDbError> {
+    let q = match hlc {
+        Some(hlc) => {
+            let (time, node) = hlc_column::to_columns(hlc);
+            sqlx::query(
+                "INSERT INTO meshsync.applied (consumer, hlc_time, hlc_node, applies)
+                 VALUES (?, ?, ?, 1)
+                 ON DUPLICATE KEY UPDATE hlc_time = VALUES(hlc_time),
+                     hlc_node = VALUES(hlc_node), applies = applies + 1",
+            )
+            .bind(consumer)
+            .bind(time)
+            .bind(node)
+        }
+        None => sqlx::query(
+            "INSERT INTO meshsync.applied (consumer, hlc_time, hlc_node, applies)
+             VALUES (?, 0, 0, 1) ON DUPLICATE KEY UPDATE applies = applies + 1",
+        )
+        .bind(consumer),
+    };
+    q.execute(tx)
+        .await
+        .map_err(MariaDbError::query("record the applied HLC"))?;
+    Ok(())
+}
 
 /// Tombstones forgotten per statement of [`MariaDbSink::collect_tombstones`].
 const COLLECT_ROUND: u64 = 10_000;
 
 /// The apply session of one peer database.
 pub struct MariaDbSink {
-    /// A session from [`open_apply_session`] (`skip_replication = 1`).
+    /// A session from [`open_apply_session`] (`skip_replication = 1` on MariaDB).
     conn: MySqlConnection,
+    /// MariaDB or MySQL.
+    flavour: Flavour,
     /// The replicated tables.
     tables: HashMap<TableName, TableInfo>,
     /// The merge policies.
@@ -48,8 +87,12 @@ pub struct ApplyTxn<'c> {
     peer: &'c PeerId,
     /// The consumer.
     consumer: &'c str,
+    /// MariaDB or MySQL.
+    flavour: Flavour,
     /// Highest HLC of a batch of another origin that applied rows.
     max_hlc: Option<Hlc>,
+    /// Whether a row of a replicated table was written.
+    wrote_rows: bool,
     /// Conflicts resolved so far.
     conflicts: Vec<ConflictRecord>,
 }
@@ -64,9 +107,11 @@ impl MariaDbSink {
         peer: PeerId,
         consumer: String,
     ) -> Result<MariaDbSink, MariaDbError> {
-        let conn = open_apply_session(url).await?;
+        let mut conn = open_apply_session(url).await?;
+        let flavour = Flavour::detect(&mut conn).await?;
         Ok(MariaDbSink {
             conn,
+            flavour,
             tables,
             policies,
             peer,
@@ -113,7 +158,9 @@ impl MariaDbSink {
             policies: &self.policies,
             peer: &self.peer,
             consumer: &self.consumer,
+            flavour: self.flavour,
             max_hlc: None,
+            wrote_rows: false,
             conflicts: Vec::new(),
         })
     }
@@ -151,9 +198,18 @@ impl ApplyTxn<'_> {
             let group: Vec<&ChangeBatch> = good.iter().map(|i| batches[*i]).collect();
             let mut done = vec![BatchReport::default(); group.len()];
             let policies = self.policies.table(name);
-            let conflicts =
-                table::apply(&mut self.tx, info, &policies, &group, &mut done, self.peer).await?;
-            self.conflicts.extend(conflicts);
+            let merged = table::apply(
+                &mut self.tx,
+                self.flavour,
+                info,
+                &policies,
+                &group,
+                &mut done,
+                self.peer,
+            )
+            .await?;
+            self.wrote_rows |= merged.wrote_rows;
+            self.conflicts.extend(merged.conflicts);
             for (i, report) in good.into_iter().zip(done) {
                 if report.applied > 0 && batches[i].origin != *self.peer {
                     self.max_hlc = self.max_hlc.max(Some(batches[i].hlc));
@@ -171,8 +227,9 @@ impl ApplyTxn<'_> {
     }
 
     /// Commits data, row states, the checkpoint (raised to `upto`, never lowered) and, when
-    /// changes of other origins were applied, the highest HLC applied ([`APPLIED_TABLE`]),
-    /// all in one transaction (I8, I9). On `Err` nothing of the transaction is kept.
+    /// changes of other origins were applied or any row was written, the transaction's row
+    /// of [`APPLIED_TABLE`] (with the highest HLC applied), all in one transaction (I7, I8,
+    /// I9). On `Err` nothing of the transaction is kept.
     pub async fn commit(mut self, upto: u64) -> Result<(), MariaDbError> {
         sqlx::query(
             "INSERT INTO meshsync.checkpoint (consumer, stream_seq) VALUES (?, ?)
@@ -183,18 +240,8 @@ impl ApplyTxn<'_> {
         .execute(&mut *self.tx)
         .await
         .map_err(MariaDbError::query("write the apply checkpoint"))?;
-        if let Some(hlc) = self.max_hlc {
-            let (time, node) = hlc_column::to_columns(hlc);
-            sqlx::query(
-                "INSERT INTO meshsync.applied (consumer, hlc_time, hlc_node) VALUES (?, ?, ?)
-                 ON DUPLICATE KEY UPDATE hlc_time = VALUES(hlc_time), hlc_node = VALUES(hlc_node)",
-            )
-            .bind(self.consumer)
-            .bind(time)
-            .bind(node)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(MariaDbError::query("record the applied HLC"))?;
+        if self.max_hlc.is_some() || self.wrote_rows {
+            record_applied(&mut self.tx, self.consumer, self.max_hlc).await?;
         }
         self.tx
             .commit()

@@ -12,6 +12,7 @@ use super::{RowWrite, state, write_rows};
 use crate::{
     catalog::{Column, TableInfo},
     error::MariaDbError,
+    flavour::Flavour,
     hlc_column,
     setup::ROW_STATE_KEY_BYTES,
     types::{MariaType, SqlValue, to_sql},
@@ -120,16 +121,26 @@ fn row_write(
     }
 }
 
+/// What [`apply`] did besides the reports.
+pub struct Merged {
+    /// The conflicts resolved.
+    pub conflicts: Vec<ConflictRecord>,
+    /// Whether any row of the table was written (and not refused): the transaction must
+    /// then record itself in `meshsync.applied` (MySQL loop prevention, I7).
+    pub wrote_rows: bool,
+}
+
 /// Merges `batches` (one table, stream order) into the database inside the open transaction.
-/// `reports` has one entry per batch; returns the conflicts resolved.
+/// `reports` has one entry per batch.
 pub async fn apply(
     conn: &mut MySqlConnection,
+    flavour: Flavour,
     info: &TableInfo,
     policies: &TablePolicies,
     batches: &[&ChangeBatch],
     reports: &mut [BatchReport],
     me: &PeerId,
-) -> Result<Vec<ConflictRecord>, MariaDbError> {
+) -> Result<Merged, MariaDbError> {
     let started = std::time::Instant::now();
     let tbl = info.name.to_string();
     let mut inputs: Vec<RowInput<'_>> = Vec::new();
@@ -187,7 +198,8 @@ pub async fn apply(
         writes.push(write);
         write_ids.push(id);
     }
-    let refused = write_rows(conn, info, &writes).await?;
+    let refused = write_rows(conn, flavour, info, &writes).await?;
+    let wrote_rows = refused.len() < writes.len();
     let written = started.elapsed();
     let mut failed = HashSet::new();
     for (w, reason) in refused {
@@ -232,7 +244,10 @@ pub async fn apply(
         total = ?started.elapsed(),
         "table merged"
     );
-    Ok(plan.conflicts)
+    Ok(Merged {
+        conflicts: plan.conflicts,
+        wrote_rows,
+    })
 }
 
 #[cfg(test)]

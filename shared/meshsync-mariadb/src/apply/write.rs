@@ -7,15 +7,17 @@
 //! multi-row `UPDATE`s instead: MariaDB checks the insert half of `INSERT .. ON DUPLICATE KEY
 //! UPDATE` first and refuses it (error 1364) even when the row exists.
 //!
-//! Every statement carries its own `sql_mode` and `time_zone` (`SET STATEMENT .. FOR`), so
-//! values are refused rather than truncated, and TIMESTAMP text means UTC, whatever session
-//! the caller hands in.
+//! On MariaDB every statement carries its own `sql_mode` and `time_zone` (`SET STATEMENT ..
+//! FOR`), so values are refused rather than truncated, and TIMESTAMP text means UTC, whatever
+//! session the caller hands in. MySQL has no `SET STATEMENT` (and `time_zone` is no
+//! `SET_VAR` hint): there the session of [`super::open_apply_session`] sets both.
 
 use sqlx::{MySql, MySqlConnection, mysql::MySqlArguments, query::Query};
 
 use super::{APPLY_SQL_MODE, row::Bound};
 use crate::{
     catalog::{TableInfo, ident, qualified},
+    flavour::Flavour,
     types::SqlValue,
 };
 
@@ -25,9 +27,14 @@ const MAX_PARAMS: usize = 65_535;
 /// server's `max_allowed_packet` is small (see [`super::write_rows`]).
 pub(super) const MAX_BYTES: usize = 4 << 20;
 
-/// Statement prefix: strict and UTC for this statement only.
-fn prefix() -> String {
-    format!("SET STATEMENT sql_mode = '{APPLY_SQL_MODE}', time_zone = '+00:00' FOR ")
+/// Statement prefix: strict and UTC for this statement only (MariaDB; nothing on MySQL).
+fn prefix(flavour: Flavour) -> String {
+    match flavour {
+        Flavour::MariaDb => {
+            format!("SET STATEMENT sql_mode = '{APPLY_SQL_MODE}', time_zone = '+00:00' FOR ")
+        }
+        Flavour::MySql => String::new(),
+    }
 }
 
 /// The rows of `rows` in runs that fit one statement each: at most `max_rows` rows and
@@ -111,6 +118,7 @@ pub(super) enum Mode {
 /// Writes `rows` (no key twice): deletes first, then upserts per column set.
 pub(super) async fn execute(
     conn: &mut MySqlConnection,
+    flavour: Flavour,
     info: &TableInfo,
     rows: &[&Bound],
     mode: Mode,
@@ -127,7 +135,7 @@ pub(super) async fn execute(
     for chunk in chunks(&deletes, keys.len(), usize::MAX, max_bytes) {
         let sql = format!(
             "{}DELETE FROM {table} WHERE {}",
-            prefix(),
+            prefix(flavour),
             key_in(&keys, chunk.len())
         );
         let q = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), chunk, false);
@@ -170,7 +178,10 @@ pub(super) async fn execute(
                 names: &overwrite,
                 positions: overwritten,
             };
-            update(conn, &table, &keys, &set, &members, &column, max_bytes).await?;
+            update(
+                conn, flavour, &table, &keys, &set, &members, &column, max_bytes,
+            )
+            .await?;
             continue;
         }
         let all: Vec<String> = keys.iter().chain(&names).cloned().collect();
@@ -179,7 +190,7 @@ pub(super) async fn execute(
             let values = vec![tuple(all.len()); chunk.len()].join(", ");
             let sql = format!(
                 "{}INSERT INTO {table} ({}) VALUES {values} ON DUPLICATE KEY UPDATE {set}",
-                prefix(),
+                prefix(flavour),
                 all.join(", ")
             );
             let q = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), chunk, true);
@@ -216,8 +227,10 @@ struct Overwrite<'a> {
 /// with parameters compared to the columns themselves (their collation, their index). A
 /// chunk that matches fewer rows than it has is a [`Failure::Missing`] (the connection
 /// reports found rows, not changed rows).
+#[allow(clippy::too_many_arguments)]
 async fn update(
     conn: &mut MySqlConnection,
+    flavour: Flavour,
     table: &str,
     keys: &[String],
     set: &Overwrite<'_>,
@@ -249,7 +262,7 @@ async fn update(
         };
         let sql = format!(
             "{}UPDATE {table} SET {assignments} WHERE {}",
-            prefix(),
+            prefix(flavour),
             key_in(keys, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));

@@ -241,7 +241,7 @@ mod tests {
         for bad in [
             "0-1-42",
             "3e11fa47:1-5",
-            &format!("{A}"),
+            A,
             &format!("{A}:0-3"),
             &format!("{A}:5-3"),
             &format!("{A}:x"),

@@ -444,7 +444,7 @@ impl MariaDbSource {
             .map(|n| n.map(|n| n.name().into_owned()))
             .collect::<Result<_, _>>()
             .map_err(decode)?;
-        let info = catalog::load_one(&mut self.sql, &name).await?;
+        let info = catalog::load_one_as(&mut self.sql, self.flavour, &name).await?;
         let catalog_names: Vec<&str> = info.columns.iter().map(|c| c.name.as_str()).collect();
         if !binlog_names.is_empty() && binlog_names != catalog_names {
             return Err(MariaDbError::SchemaMismatch {
