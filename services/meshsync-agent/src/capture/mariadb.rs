@@ -4,9 +4,11 @@
 //! its binlogs by time (`binlog_expire_logs_seconds`), so keep that above the longest outage.
 //!
 //! MariaDB's binlog stamps commits to the second: a transaction's stamp is
-//! `max(start of its commit second, previous + 1)`. Apply transactions (flagged
-//! `skip_replication`) write the highest HLC they applied to `meshsync.applied`, which capture
-//! reads to keep later local writes after them (I8).
+//! `max(start of its commit second, previous + 1)` (MySQL 8 gives microseconds). Apply
+//! transactions (flagged `skip_replication` on MariaDB; on MySQL known by their
+//! `meshsync.applied` row) write the highest HLC they applied to `meshsync.applied`, which
+//! capture reads to keep later local writes after them (I8). The same loop serves both
+//! servers: the source, the resume state text and `current_gtid_state` follow the flavour.
 
 use std::{collections::HashMap, time::Duration};
 
