@@ -84,8 +84,9 @@ pub fn gtid_reached(state: &str, target: &str) -> bool {
         .all(|(d, seq)| have.iter().any(|(hd, hs)| hd == d && hs >= seq))
 }
 
-/// Waits until `public.items` holds `rows` rows on `conn`, polling every 20 ms; fails after
-/// `timeout`. Returns the time it took.
+/// Waits until `public.items` holds `rows` rows on `conn` (ids `1..=rows`, committed in id
+/// order), polling every 20 ms; fails after `timeout`. Returns the time it took. As for
+/// PostgreSQL, the poll probes the last id and counts only once it is there.
 pub async fn wait_count(
     conn: &mut MySqlConnection,
     rows: u64,
@@ -94,17 +95,24 @@ pub async fn wait_count(
     let started = Instant::now();
     let mut last_log = Instant::now();
     loop {
-        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM public.items")
-            .fetch_one(&mut *conn)
-            .await?;
-        if count as u64 >= rows {
-            return Ok(started.elapsed());
+        let (seen,): (i64,) =
+            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM public.items WHERE id = ?)")
+                .bind(rows as i64)
+                .fetch_one(&mut *conn)
+                .await?;
+        if seen != 0 {
+            let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM public.items")
+                .fetch_one(&mut *conn)
+                .await?;
+            if count as u64 >= rows {
+                return Ok(started.elapsed());
+            }
         }
         if started.elapsed() > timeout {
-            bail!("receiver has {count} of {rows} rows after {timeout:?}");
+            bail!("receiver does not hold all {rows} rows after {timeout:?}");
         }
         if last_log.elapsed() > Duration::from_secs(5) {
-            info!(count, rows, "receiver catching up");
+            info!(rows, "receiver catching up");
             last_log = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -70,12 +70,21 @@ impl PgSink {
                 Err(e) => return Err(PgError::query("set up the apply origin")(e)),
             }
         }
-        // Custom plans: a generic plan chosen while meshsync.versions was still empty would
-        // scan the whole table for every batch once it has grown.
-        sqlx::query("SET plan_cache_mode = force_custom_plan")
-            .execute(&mut conn)
-            .await
-            .map_err(PgError::query("set the apply session's plan cache mode"))?;
+        // Custom plans: a generic plan chosen while a table was still empty would scan it
+        // whole for every batch once it has grown.
+        // Asynchronous commit, as PostgreSQL's own subscriptions do: a crash of the database
+        // loses at most its last fraction of a second of apply transactions, always a suffix
+        // and with their checkpoint, and apply resumes from the checkpoint that survived, so
+        // the stream (which keeps acknowledged messages) brings them back (I9).
+        for (setting, what) in [
+            ("SET plan_cache_mode = force_custom_plan", "plan cache mode"),
+            ("SET synchronous_commit = off", "commit mode"),
+        ] {
+            sqlx::query(setting)
+                .execute(&mut conn)
+                .await
+                .map_err(PgError::query(what))?;
+        }
         Ok(PgSink {
             conn,
             tables,

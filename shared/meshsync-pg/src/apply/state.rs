@@ -18,9 +18,15 @@ pub struct States {
 }
 
 /// Reads and locks the states of `keys` of table `tbl`.
+///
+/// One index probe per key, forced by the LATERAL subquery: with `pk = ANY($2)` the planner,
+/// on a table growing faster than autovacuum analyses it, scanned every state of the table
+/// (the index on `tbl` alone, or a hash join), 3 ms at first and 30 ms per 4,000 keys after
+/// 200,000 rows.
 pub async fn read(conn: &mut PgConnection, tbl: &str, keys: &[&[u8]]) -> Result<States, PgError> {
     let rows = sqlx::query(
-        "SELECT pk, state FROM meshsync.row_state WHERE tbl = $1 AND pk = ANY($2) FOR UPDATE",
+        "SELECT s.pk, s.state FROM unnest($2::bytea[]) AS k(pk) CROSS JOIN LATERAL \
+         (SELECT pk, state FROM meshsync.row_state WHERE tbl = $1 AND pk = k.pk FOR UPDATE) s",
     )
     .bind(tbl)
     .bind(keys)

@@ -91,7 +91,9 @@ pub async fn apply(
             }
         }
     }
-    let keys: Vec<&[u8]> = key_texts.keys().map(Vec::as_slice).collect();
+    // In index order: neighbouring probes touch the same index pages.
+    let mut keys: Vec<&[u8]> = key_texts.keys().map(Vec::as_slice).collect();
+    keys.sort_unstable();
     let checked = started.elapsed();
     let stored = state::read(conn, &tbl, &keys).await?;
     let read = started.elapsed();
