@@ -224,3 +224,77 @@ async fn a_sensitive_tables_conflict_is_listed_without_its_values() {
         assert!(headers.contains("Mesh-Values: omitted"), "{headers}");
     }
 }
+
+/// A conflict resolved by a transaction whose agent dies right after the commit is still in the
+/// log, once: records are published before the commit (after it, the kill lost them).
+#[tokio::test]
+async fn a_conflict_is_logged_even_when_the_agent_dies_right_after_the_commit() {
+    let mut mesh = Mesh::start(&["a", "b"]).await.unwrap();
+    let mut a = mesh.peers[0].connect().await.unwrap();
+    exec(
+        &mut a,
+        "INSERT INTO public.items (id, v, n) VALUES (1, 'base', 0)",
+    )
+    .await;
+    mesh.wait_all("the row", WAIT, |r| r.iter().any(|r| r.0 == 1))
+        .await;
+    mesh.wait_drained(WAIT).await;
+
+    // a pauses after every apply commit; b is down while both update the row.
+    let a_agent = mesh.peers[0].agent.as_mut().unwrap();
+    a_agent.kill9().unwrap();
+    a_agent.set_env(&[("MESHSYNC_FAILPOINT", "apply-pause-after-commit:3000")]);
+    a_agent.restart().unwrap();
+    mesh.peers[1].agent.as_mut().unwrap().kill9().unwrap();
+    exec(&mut a, "UPDATE public.items SET v = 'from a' WHERE id = 1").await;
+    let js = jetstream::new(mesh.client.clone());
+    let published = wait_until("a's update on the stream", WAIT, || async {
+        let info = js.get_stream("MESH").await.ok()?.info().await.ok()?.clone();
+        (info.state.messages >= 2).then_some(info.state.last_sequence)
+    })
+    .await
+    .unwrap();
+    let mut b = mesh.peers[1].connect().await.unwrap();
+    exec(&mut b, "UPDATE public.items SET v = 'from b' WHERE id = 1").await;
+    mesh.peers[1].agent.as_mut().unwrap().restart().unwrap();
+
+    // b's update is the next message; a resolves the conflict, commits, pauses: kill it there.
+    let paused = format!("upto={}", published + 1);
+    let log = || mesh.peers[0].agent.as_ref().unwrap().log();
+    wait_until(
+        "a paused right after committing b's update",
+        WAIT,
+        || async {
+            log()
+                .lines()
+                .any(|l| l.contains("apply paused after commit") && l.ends_with(&paused))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", log()));
+    let a_agent = mesh.peers[0].agent.as_mut().unwrap();
+    a_agent.kill9().unwrap();
+    a_agent.set_env(&[]);
+    a_agent.restart().unwrap();
+    mesh.wait_all("b's value on both peers", WAIT, |r| {
+        r.iter().any(|r| r.0 == 1 && r.1 == "from b")
+    })
+    .await;
+    mesh.wait_drained(WAIT).await;
+
+    let logged: Vec<(String, String)> = stream_messages(&mesh.client)
+        .await
+        .into_iter()
+        .filter(|(h, _)| {
+            h.contains("Mesh-Resolved-By: a")
+                && h.contains("Mesh-Key: [1]")
+                && h.contains("Mesh-Column: v")
+        })
+        .collect();
+    assert_eq!(
+        logged.len(),
+        1,
+        "a's conflict is logged exactly once: {logged:?}"
+    );
+}

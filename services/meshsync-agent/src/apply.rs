@@ -250,15 +250,18 @@ async fn apply_decoded(
     // Every message is merged again even at or below the checkpoint: redeliveries (a nak,
     // an ack lost in a crash) arrive after newer messages, and the version check makes a
     // repeat a no-op (I4). The checkpoint records progress; it is not a filter.
+    // Conflicts are logged before the commit, so a crash in between cannot lose them. If
+    // the commit then fails, the retry resolves the same conflicts with the same message
+    // ids and JetStream keeps one copy (within its duplicate window). A failure to log is
+    // counted and reported, never a reason to stop applying.
     let conflicts = txn.take_conflicts();
-    failpoint::before_apply_commit(upto).await;
-    txn.commit(upto.max(*checkpoint)).await?;
-    // After the commit: a conflict is logged only once it is resolved for good. A failure
-    // to log is counted and reported, never a reason to stop applying.
     if let Err(e) = ctx.conflict_log.publish(&conflicts).await {
         ctx.counters.add_conflict_log_failure();
         warn!(error = format!("{e:#}"), "conflicts not logged");
     }
+    failpoint::before_apply_commit(upto).await;
+    txn.commit(upto.max(*checkpoint)).await?;
+    failpoint::after_apply_commit(upto).await;
     let committed_at = started.elapsed();
     *checkpoint = upto.max(*checkpoint);
     for d in &deliveries {

@@ -7,6 +7,9 @@
 //!   MS milliseconds after its writes, logging `apply paused before commit` with the stream
 //!   sequence it applies up to: the window in which local writers commit between apply's
 //!   statements and its commit.
+//! - `MESHSYNC_FAILPOINT=apply-pause-after-commit:MS` pauses MS milliseconds right after each
+//!   apply commit, before the acks, logging `apply paused after commit`: where a kill tests
+//!   that nothing of a committed transaction (e.g. its conflict records) waited for later.
 
 use std::{
     sync::{
@@ -46,6 +49,15 @@ pub async fn before_apply_commit(upto: u64) {
     static PAUSE: OnceLock<Option<u64>> = OnceLock::new();
     if let Some(ms) = *PAUSE.get_or_init(|| argument("apply-pause-before-commit")) {
         tracing::info!(ms, upto, "apply paused before commit");
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+/// Called by apply right after its commit.
+pub async fn after_apply_commit(upto: u64) {
+    static PAUSE: OnceLock<Option<u64>> = OnceLock::new();
+    if let Some(ms) = *PAUSE.get_or_init(|| argument("apply-pause-after-commit")) {
+        tracing::info!(ms, upto, "apply paused after commit");
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 }
