@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::TablePolicies,
-    row::{Conflict, IncomingRow, RowAction, merge_row, row_action},
+    row::{Conflict, IncomingRow, RowAction, merge_state, row_action},
     state::{CounterParts, RowState},
     stored::StoredRow,
 };
@@ -133,8 +133,8 @@ pub fn plan_table<'b>(
             },
             counters: counter_parts(&mut row.stored, batch, input.row, &version),
         };
-        let merged = merge_row(&row.stored.state, &incoming, policies);
-        for conflict in merged.conflicts {
+        let (merged, conflicts) = merge_state(&row.stored.state, &incoming, policies);
+        for conflict in conflicts {
             let (local_value, incoming_value) = match &conflict.column {
                 Some(c) => (
                     row.stored.state.cell(c).and_then(|s| s.value.clone()),
@@ -154,9 +154,9 @@ pub fn plan_table<'b>(
                 incoming_value,
             });
         }
-        if merged.state != row.stored.state {
+        if merged != row.stored.state {
             plan.outcomes[i] = Outcome::Applied;
-            row.stored.state = merged.state;
+            row.stored.state = merged;
         }
     }
     for (row, before) in plan.rows.iter_mut().zip(before) {

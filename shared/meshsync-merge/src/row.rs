@@ -99,6 +99,22 @@ impl RowMerge {
 /// Every column keeps the join of its writes newer than the tombstone (see [`ColumnState`]),
 /// so any delivery order of a set of changes, with duplicates, gives one state (I4, I5).
 pub fn merge_row(local: &RowState, incoming: &IncomingRow, policies: &TablePolicies) -> RowMerge {
+    let (state, conflicts) = merge_state(local, incoming, policies);
+    let action = diff(local.visible(), state.visible());
+    RowMerge {
+        state,
+        action,
+        conflicts,
+    }
+}
+
+/// [`merge_row`] without the visible diff (apply computes what to write once per key, with
+/// [`row_action`], not once per change).
+pub(crate) fn merge_state(
+    local: &RowState,
+    incoming: &IncomingRow,
+    policies: &TablePolicies,
+) -> (RowState, Vec<Conflict>) {
     let mut state = local.clone();
     let mut conflicts = Vec::new();
     let v = &incoming.version;
@@ -150,12 +166,7 @@ pub fn merge_row(local: &RowState, incoming: &IncomingRow, policies: &TablePolic
             }
         }
     }
-    let action = diff(local.visible(), state.visible());
-    RowMerge {
-        state,
-        action,
-        conflicts,
-    }
+    (state, conflicts)
 }
 
 /// A row-level conflict between a delete and an insert/update.
@@ -233,15 +244,16 @@ fn add_written(
 /// older value that `before` does not know of (this peer's own write whose change has not come
 /// back yet, which loses to the newer one).
 pub fn row_action(before: &RowState, after: &RowState) -> RowAction {
-    match (before.is_visible(), after.visible()) {
-        (true, Some(new)) => {
-            let mut changed: BTreeMap<String, Value> = new
-                .into_iter()
+    match (before.is_visible(), after.is_visible()) {
+        (true, true) => {
+            let mut changed: BTreeMap<String, Value> = after
+                .visible_cells()
                 .filter(|(name, _)| before.cell(name) != after.cell(name))
+                .map(|(name, value)| (name.clone(), value.clone()))
                 .collect();
-            for (name, _) in before.visible().unwrap_or_default() {
-                if after.cell(&name).and_then(|c| c.value.as_ref()).is_none() {
-                    changed.entry(name).or_insert(Value::Null);
+            for (name, _) in before.visible_cells() {
+                if after.cell(name).and_then(|c| c.value.as_ref()).is_none() {
+                    changed.entry(name.clone()).or_insert(Value::Null);
                 }
             }
             if changed.is_empty() {
@@ -250,7 +262,9 @@ pub fn row_action(before: &RowState, after: &RowState) -> RowAction {
                 RowAction::Update(changed)
             }
         }
-        (before_visible, after_row) => diff(before_visible.then(BTreeMap::new), after_row),
+        (false, true) => RowAction::Insert(after.visible().unwrap_or_default()),
+        (true, false) => RowAction::Delete,
+        (false, false) => RowAction::None,
     }
 }
 

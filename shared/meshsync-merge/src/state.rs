@@ -251,15 +251,21 @@ impl RowState {
 
     /// The visible row: every known column with a value; `None` if the row does not exist.
     pub fn visible(&self) -> Option<BTreeMap<String, Value>> {
-        if !self.is_visible() {
-            return None;
-        }
-        let row = self
-            .columns
+        self.is_visible().then(|| {
+            self.visible_cells()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect()
+        })
+    }
+
+    /// The cells of [`RowState::visible`], borrowed, in column name order (none if the row
+    /// does not exist): apply reads them for every row it writes, without copying.
+    pub fn visible_cells(&self) -> impl Iterator<Item = (&String, &Value)> {
+        let visible = self.is_visible();
+        self.columns
             .iter()
-            .filter_map(|(name, c)| Some((name.clone(), c.current()?.value.clone()?)))
-            .collect();
-        Some(row)
+            .filter(move |_| visible)
+            .filter_map(|(name, c)| Some((name, c.current()?.value.as_ref()?)))
     }
 
     /// Raises the tombstone to `at` and drops everything at or below it.

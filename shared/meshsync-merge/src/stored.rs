@@ -58,25 +58,47 @@ struct Packed(
     Vec<(String, Vec<(PeerId, u16)>)>,
 );
 
+/// [`PackedCell`] borrowed from the state: serialises to the same bytes without copying.
+#[derive(Serialize)]
+struct PackedCellRef<'a>(Option<&'a Value>, u16, Option<&'a CounterParts>);
+
+/// [`PackedColumn`], borrowed.
+type PackedColumnRef<'a> = (
+    &'a str,
+    Vec<(u16, PackedCellRef<'a>)>,
+    Option<PackedCellRef<'a>>,
+);
+
+/// [`Packed`], borrowed: what [`StoredRow::encode`] serialises.
+#[derive(Serialize)]
+struct PackedRef<'a>(
+    u8,
+    Vec<&'a Version>,
+    Vec<PackedColumnRef<'a>>,
+    Option<u16>,
+    Option<u16>,
+    Vec<(&'a str, Vec<(&'a PeerId, u16)>)>,
+);
+
 /// Collects distinct versions while packing.
 #[derive(Default)]
-struct Versions(Vec<Version>);
+struct Versions<'a>(Vec<&'a Version>);
 
-impl Versions {
+impl<'a> Versions<'a> {
     /// The position of `v`, added if new.
-    fn at(&mut self, v: &Version) -> u16 {
-        match self.0.iter().position(|x| x == v) {
+    fn at(&mut self, v: &'a Version) -> u16 {
+        match self.0.iter().position(|x| *x == v) {
             Some(i) => i as u16,
             None => {
-                self.0.push(v.clone());
+                self.0.push(v);
                 (self.0.len() - 1) as u16
             }
         }
     }
 
     /// The packed form of a cell.
-    fn cell(&mut self, c: &CellState) -> PackedCell {
-        PackedCell(c.value.clone(), self.at(&c.version), c.parts.clone())
+    fn cell(&mut self, c: &'a CellState) -> PackedCellRef<'a> {
+        PackedCellRef(c.value.as_ref(), self.at(&c.version), c.parts.as_ref())
     }
 }
 
@@ -95,7 +117,7 @@ impl StoredRow {
                     .map(|b| (versions.at(&b.since), versions.cell(&b.state)))
                     .collect();
                 let kept = c.kept.as_ref().map(|k| versions.cell(k));
-                (name.clone(), written, kept)
+                (name.as_str(), written, kept)
             })
             .collect();
         let tombstone = self.state.tombstone.as_ref().map(|v| versions.at(v));
@@ -104,14 +126,11 @@ impl StoredRow {
             .counted
             .iter()
             .map(|(col, by)| {
-                let by = by
-                    .iter()
-                    .map(|(p, v)| (p.clone(), versions.at(v)))
-                    .collect();
-                (col.clone(), by)
+                let by = by.iter().map(|(p, v)| (p, versions.at(v))).collect();
+                (col.as_str(), by)
             })
             .collect();
-        let packed = Packed(FORMAT, versions.0, columns, tombstone, live, counted);
+        let packed = PackedRef(FORMAT, versions.0, columns, tombstone, live, counted);
         // Serialising plain data into a Vec cannot fail.
         rmp_serde::to_vec(&packed).unwrap_or_default()
     }

@@ -120,14 +120,11 @@ pub async fn apply(
         let key = key_texts.get(&row.key).cloned().unwrap_or_default();
         let (delete, cells, changed) = match action {
             RowAction::Delete => (true, Ok(Vec::new()), Vec::new()),
-            RowAction::Insert(cols) | RowAction::Update(cols) => {
-                let whole = row.stored.state.visible().unwrap_or_default();
-                (
-                    false,
-                    cells_text(info, &whole),
-                    cols.keys().cloned().collect(),
-                )
-            }
+            RowAction::Insert(cols) | RowAction::Update(cols) => (
+                false,
+                cells_text(info, row.stored.state.visible_cells()),
+                cols.keys().cloned().collect(),
+            ),
             RowAction::None => continue,
         };
         match cells {
@@ -189,12 +186,11 @@ pub async fn apply(
 }
 
 /// The SQL text of merged column values (a value that does not fit is a parked row).
-fn cells_text(
+fn cells_text<'s>(
     info: &TableInfo,
-    cols: &std::collections::BTreeMap<String, Value>,
+    cols: impl Iterator<Item = (&'s String, &'s Value)>,
 ) -> Result<Vec<(String, Option<String>)>, String> {
-    cols.iter()
-        .filter(|(name, _)| info.column(name).is_some())
+    cols.filter(|(name, _)| info.column(name).is_some())
         .map(|(name, v)| {
             let col = info
                 .column(name)
