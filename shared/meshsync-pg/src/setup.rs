@@ -48,7 +48,7 @@ impl Names {
 
 /// The `meshsync` schema: per-row merge states and tombstones, the apply checkpoint, and the
 /// capture's resume state. All written in the same transactions as the data they describe.
-const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
 CREATE SCHEMA IF NOT EXISTS meshsync;
 -- Merge state of every replicated row (meshsync-merge's StoredRow, MessagePack): column
 -- versions and values, counter parts, tombstones (I3). C collation: byte order, fast keys.
