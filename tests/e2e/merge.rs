@@ -144,3 +144,47 @@ async fn a_delete_beats_an_older_update_and_a_newer_update_brings_the_row_back()
         assert_eq!(row(&p.rows().await.unwrap(), 1), None, "key 1 on {}", p.id);
     }
 }
+
+/// Peers whose merge policies differ never converge: each agent names the peer whose changes
+/// were merged under other policies (once) and counts them; peers that agree say nothing.
+#[tokio::test]
+async fn a_peer_merging_with_other_policies_is_named_by_the_others() {
+    let mut mesh = Mesh::start(&["a", "b", "c"]).await.unwrap();
+    // c merges rows whole; a and b per column (the default).
+    let c = &mut mesh.peers[2];
+    let mut config = std::fs::read_to_string(&c.config).unwrap();
+    config.push_str("\n[merge]\ndefault = \"lww\"\n");
+    std::fs::write(&c.config, config).unwrap();
+    let agent = c.agent.as_mut().unwrap();
+    agent.kill9().unwrap();
+    agent.restart().unwrap();
+    for (i, id) in [(0, 1), (1, 2), (2, 3)] {
+        let mut conn = mesh.peers[i].connect().await.unwrap();
+        exec(
+            &mut conn,
+            &format!("INSERT INTO public.items (id, v, n) VALUES ({id}, 'x', 0)"),
+        )
+        .await;
+    }
+    mesh.wait_all("every row", WAIT, |r| r.len() == 3).await;
+    mesh.wait_drained(WAIT).await;
+
+    let log = |i: usize| mesh.peers[i].agent.as_ref().unwrap().log();
+    let names = |log: &str, other: &str| {
+        log.matches(&format!("peer {other} merges with other policies"))
+            .count()
+    };
+    let (a, b, c) = (log(0), log(1), log(2));
+    assert_eq!(names(&a, "c"), 1, "a names c once:\n{a}");
+    assert_eq!(names(&b, "c"), 1, "b names c once:\n{b}");
+    assert_eq!(
+        (names(&c, "a"), names(&c, "b")),
+        (1, 1),
+        "c names a and b:\n{c}"
+    );
+    assert_eq!(names(&a, "b") + names(&b, "a"), 0, "a and b agree");
+    assert!(
+        a.contains("make [merge] the same"),
+        "the fix is named:\n{a}"
+    );
+}

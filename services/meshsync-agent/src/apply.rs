@@ -19,13 +19,14 @@ use meshsync_nats::{
     dead_letter::DeadLetters,
     inbox::{Delivery, Inbox, InboxSettings},
 };
-use meshsync_wire::decode;
+use meshsync_wire::{decode, headers::MERGE_POLICIES};
 use tracing::{debug, info, warn};
 
 use crate::{
     conflict_log::ConflictLog,
     failpoint,
     metrics::Counters,
+    policies::PolicyCheck,
     sink::{Sink, SinkTarget},
 };
 
@@ -50,6 +51,8 @@ pub struct ApplyContext {
     pub inbox: InboxSettings,
     /// The merge policies.
     pub policies: PolicySet,
+    /// Compares them with the policies stamped on incoming batches.
+    pub policy_check: PolicyCheck,
     /// How long tombstones are kept; older changes are parked.
     pub tombstone_retention: Duration,
     /// Where bad messages go.
@@ -126,6 +129,12 @@ fn decode_one<'d>(ctx: &ApplyContext, d: &'d Delivery) -> Decoded<'d> {
         Err(e) => return (d, Err(e.to_string())),
     };
     if batch.origin != ctx.peer {
+        if ctx
+            .policy_check
+            .differs(batch.origin.as_str(), d.header(MERGE_POLICIES))
+        {
+            ctx.counters.add_policy_mismatch();
+        }
         if let Err(skew) = ctx.clock.observe(batch.hlc) {
             return (d, Err(skew.to_string()));
         }

@@ -11,6 +11,11 @@ pub const CONFLICTS_LOGGED: &str = "conflicts_logged";
 #[allow(dead_code)] // for a metrics exporter; the progress line names its own fields
 pub const CONFLICT_LOG_FAILURES: &str = "conflict_log_failures";
 
+/// Metric name of the running total of changes whose origin merges with other policies than
+/// this peer (the peers will not converge until `[merge]` is the same everywhere).
+#[allow(dead_code)] // for a metrics exporter; the progress line names its own fields
+pub const POLICY_MISMATCHES: &str = "policy_mismatches";
+
 /// Running totals of one agent.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -19,6 +24,7 @@ pub struct Counters {
     parked: AtomicU64,
     conflicts_logged: AtomicU64,
     conflict_log_failures: AtomicU64,
+    policy_mismatches: AtomicU64,
 }
 
 impl Counters {
@@ -41,6 +47,16 @@ impl Counters {
     /// A conflict-log publish that failed ([`CONFLICT_LOG_FAILURES`]).
     pub fn add_conflict_log_failure(&self) {
         self.conflict_log_failures.fetch_add(1, Relaxed);
+    }
+
+    /// A change from a peer with other merge policies ([`POLICY_MISMATCHES`]).
+    pub fn add_policy_mismatch(&self) {
+        self.policy_mismatches.fetch_add(1, Relaxed);
+    }
+
+    /// [`POLICY_MISMATCHES`] so far.
+    pub fn policy_mismatches(&self) -> u64 {
+        self.policy_mismatches.load(Relaxed)
     }
 
     /// ([`CONFLICTS_LOGGED`], [`CONFLICT_LOG_FAILURES`]).

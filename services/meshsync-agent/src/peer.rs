@@ -10,6 +10,7 @@ use meshsync_hlc::{Clock, NodeId};
 use meshsync_nats::{
     Topology, dead_letter::DeadLetters, inbox::InboxSettings, provision, publisher::Publisher,
 };
+use meshsync_wire::headers::MERGE_POLICIES;
 use tracing::{Instrument, error, info, info_span};
 
 use crate::{apply, conflict_log::ConflictLog, metrics::Counters, setup};
@@ -38,6 +39,7 @@ pub async fn run(config: Config) -> Result<()> {
         .map(|t| TableName::parse(t))
         .collect::<Result<_, _>>()?;
     let policies = crate::policies::from_config(&config.merge)?;
+    let policy_check = crate::policies::PolicyCheck::new(&policies);
     // The database first: a set-up problem fails before anything is created in NATS; a
     // connection lost on the way (the database restarting) is waited out.
     let mut attempt = 0;
@@ -87,9 +89,11 @@ pub async fn run(config: Config) -> Result<()> {
         &peer,
         clock.node(),
         counter_columns,
-        Publisher::new(client.clone(), endpoints.publish_subject.clone()),
+        Publisher::new(client.clone(), endpoints.publish_subject.clone())
+            .with_header(MERGE_POLICIES, policy_check.fingerprint()),
     );
     let apply_ctx = apply::ApplyContext {
+        policy_check,
         peer: peer.clone(),
         target: prepared.target.clone(),
         client: client.clone(),
@@ -125,9 +129,10 @@ pub async fn run(config: Config) -> Result<()> {
             tick.tick().await;
             let (applied, superseded, parked) = counters.snapshot();
             let (conflicts, conflict_log_failures) = counters.conflicts();
+            let policy_mismatches = counters.policy_mismatches();
             info!(
                 applied,
-                superseded, parked, conflicts, conflict_log_failures, "progress"
+                superseded, parked, conflicts, conflict_log_failures, policy_mismatches, "progress"
             );
         }
     };

@@ -45,6 +45,57 @@ pub fn counter_columns(set: &PolicySet, table: &TableName, columns: &[String]) -
         .collect()
 }
 
+/// Compares the merge policies stamped on incoming batches with this peer's: peers whose
+/// policies differ merge the same changes differently and never converge. A mismatch is
+/// counted for every batch and logged once per origin and fingerprint (a rolling change of
+/// `[merge]` across the mesh passes through it briefly, so changes are still applied).
+pub struct PolicyCheck {
+    own: String,
+    describe: String,
+    warned: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+}
+
+impl PolicyCheck {
+    /// The check against `policies`, this peer's.
+    pub fn new(policies: &PolicySet) -> Self {
+        PolicyCheck {
+            own: policies.fingerprint(),
+            describe: policies.describe(),
+            warned: Default::default(),
+        }
+    }
+
+    /// This peer's fingerprint, stamped on what it publishes.
+    pub fn fingerprint(&self) -> &str {
+        &self.own
+    }
+
+    /// Whether a batch from `origin` stamped `theirs` was merged under other policies (an
+    /// unstamped batch, from an older meshsync, is not judged). Logs the first of each kind.
+    pub fn differs(&self, origin: &str, theirs: Option<&str>) -> bool {
+        let Some(theirs) = theirs.filter(|t| *t != self.own) else {
+            return false;
+        };
+        let first = self
+            .warned
+            .lock()
+            .map(|mut w| w.insert((origin.to_owned(), theirs.to_owned())))
+            .unwrap_or(false);
+        if first {
+            tracing::warn!(
+                origin,
+                theirs,
+                ours = %self.own,
+                policies = %self.describe,
+                "peer {origin} merges with other policies than this peer: the peers will not \
+                 converge; make [merge] the same in every peer's config (this peer's policies \
+                 are shown; run `meshsync verify` once they match)"
+            );
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use meshsync_config::TableMerge;

@@ -296,6 +296,37 @@ impl PolicySet {
         Ok(())
     }
 
+    /// Every choice of the set as one line: the default, then per table its default and
+    /// column overrides (names in order), e.g.
+    /// `default=lww-column; public.items=lww-column {n=counter}`.
+    pub fn describe(&self) -> String {
+        let mut out = format!("default={}", self.default.label);
+        for (table, t) in &self.tables {
+            out.push_str(&format!("; {table}={}", t.default.label));
+            if !t.columns.is_empty() {
+                let columns: Vec<String> = t
+                    .columns
+                    .iter()
+                    .map(|(c, r)| format!("{c}={}", r.label))
+                    .collect();
+                out.push_str(&format!(" {{{}}}", columns.join(", ")));
+            }
+        }
+        out
+    }
+
+    /// A short stable digest of [`PolicySet::describe`] (16 hex digits, FNV-1a): peers whose
+    /// policies differ merge the same changes differently and never converge, so capture
+    /// stamps it on every batch and apply compares.
+    pub fn fingerprint(&self) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.describe().bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+
     /// The policies of a table (the mesh default if it has none of its own).
     pub fn table(&self, table: &TableName) -> TablePolicies {
         self.tables

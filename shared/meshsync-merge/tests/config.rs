@@ -62,3 +62,36 @@ fn tables_and_columns_override_the_default() {
         "mesh default: row-level lww"
     );
 }
+
+#[test]
+fn the_fingerprint_tells_policy_sets_apart_and_ignores_spelling_and_order() {
+    let items = TableName::parse("public.items").unwrap();
+    let other = TableName::parse("public.other").unwrap();
+    let build = |first: &TableName, second: &TableName, priority: &str| {
+        let mut set = PolicySet::new("lww-column").unwrap();
+        set.set_column(first, "n", "counter").unwrap();
+        set.set_table(second, priority).unwrap();
+        set
+    };
+    let a = build(&items, &other, "origin-priority:a,b");
+    let same = build(&items, &other, " origin-priority: a , b ");
+    assert_eq!(a.fingerprint(), same.fingerprint());
+    assert_eq!(a.fingerprint().len(), 16);
+    assert_eq!(
+        a.describe(),
+        "default=lww-column; public.items=lww-column {n=counter}; \
+         public.other=origin-priority:a,b"
+    );
+    // Any different choice changes it: the default, a table, a column, a priority order.
+    let mut differ = vec![
+        build(&items, &other, "origin-priority:b,a"),
+        build(&other, &items, "origin-priority:a,b"),
+        PolicySet::default(),
+    ];
+    let mut lww = build(&items, &other, "origin-priority:a,b");
+    lww.set_default("lww").unwrap();
+    differ.push(lww);
+    for d in &differ {
+        assert_ne!(a.fingerprint(), d.fingerprint(), "{}", d.describe());
+    }
+}

@@ -16,6 +16,8 @@ use crate::NatsError;
 pub struct Publisher {
     js: Context,
     subject: String,
+    /// Headers every batch carries besides its own (e.g. the merge policy fingerprint).
+    extra: Vec<(String, String)>,
 }
 
 /// A sent batch whose PubAck has not been awaited yet.
@@ -53,7 +55,14 @@ impl Publisher {
         Publisher {
             js: jetstream::new(client),
             subject: subject.into(),
+            extra: Vec::new(),
         }
+    }
+
+    /// Adds a header to every batch this publisher sends.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra.push((name.into(), value.into()));
+        self
     }
 
     /// Subject this publisher writes to.
@@ -64,8 +73,12 @@ impl Publisher {
     /// Sends one batch; the returned future resolves on its PubAck.
     pub async fn send(&self, batch: &ChangeBatch) -> Result<PendingAck, NatsError> {
         let body = encode(batch).map_err(NatsError::Encode)?;
+        let mut headers = header_map(batch);
+        for (name, value) in &self.extra {
+            headers.insert(name.as_str(), value.as_str());
+        }
         let msg = PublishMessage::build()
-            .headers(header_map(batch))
+            .headers(headers)
             .payload(Bytes::from(body));
         let ack = self
             .js

@@ -20,6 +20,9 @@ pub const SCHEMA: &str = "Mesh-Schema";
 pub const ENVELOPE: &str = "Mesh-Envelope";
 /// On dead-lettered messages: why it was parked.
 pub const PARK_REASON: &str = "Mesh-Park-Reason";
+/// Fingerprint of the origin's merge policies (`PolicySet::fingerprint` in meshsync-merge):
+/// peers whose policies differ never converge, so apply compares it with its own.
+pub const MERGE_POLICIES: &str = "Mesh-Merge-Policies";
 /// On dead-lettered messages: the stream sequence it came from.
 pub const PARK_SEQUENCE: &str = "Mesh-Park-Sequence";
 
