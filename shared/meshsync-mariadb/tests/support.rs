@@ -10,7 +10,6 @@ use meshsync_mariadb::{
 };
 use meshsync_testkit::MariaDb;
 use sqlx::{Connection, MySqlConnection};
-use tempfile::TempDir;
 
 /// Runs SQL text (one or more statements).
 pub async fn exec(conn: &mut MySqlConnection, sql: &str) {
@@ -20,13 +19,11 @@ pub async fn exec(conn: &mut MySqlConnection, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-/// A MariaDB with its own `--tmpdir`: parallel servers sharing `/tmp` were seen failing
-/// `information_schema` queries ("Error on delete of '/tmp/#sql-temptable-...'").
+/// A MariaDB of the testkit (its server and its bootstrap keep temporary files in its own
+/// folder: parallel servers sharing `/tmp` collided).
 pub struct Server {
-    /// The server (declared first: it stops before its temporary folder is deleted).
+    /// The server.
     pub m: MariaDb,
-    /// Its temporary-table folder.
-    _tmp: TempDir,
 }
 
 impl std::ops::Deref for Server {
@@ -42,31 +39,12 @@ impl std::ops::DerefMut for Server {
     }
 }
 
-/// A started server (with `extra` arguments) and its own temporary folder.
+/// A started server (with `extra` arguments).
 pub async fn start_with(extra: &[&str]) -> Server {
-    let tmp = tempfile::Builder::new()
-        .prefix("meshsync-mariadb-tmp-")
-        .tempdir()
-        .unwrap();
-    let arg = format!("--tmpdir={}", tmp.path().display());
-    let mut args = vec![arg.as_str()];
-    args.extend_from_slice(extra);
-    // The testkit runs mariadb-install-db without `--tmpdir`: parallel bootstraps share
-    // `/tmp`, collide on `#sql-temptable-..` names and fail ("Unknown table
-    // 'mysql.tmp_user_sys'"). A fresh bootstrap a moment later succeeds.
-    let mut attempt = 0;
-    let m = loop {
-        match MariaDb::start_with(&args).await {
-            Ok(m) => break m,
-            Err(e) if attempt < 4 && e.to_string().contains("mariadb-install-db failed") => {
-                attempt += 1;
-                let jitter = u64::from(std::process::id() % 7) * 50;
-                tokio::time::sleep(Duration::from_millis(200 * attempt + jitter)).await;
-            }
-            Err(e) => panic!("start MariaDB: {e:#}"),
-        }
-    };
-    Server { m, _tmp: tmp }
+    let m = MariaDb::start_with(extra)
+        .await
+        .unwrap_or_else(|e| panic!("start MariaDB: {e:#}"));
+    Server { m }
 }
 
 /// A started server with database `db` created.

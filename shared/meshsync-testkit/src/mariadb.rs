@@ -55,7 +55,10 @@ impl MariaDb {
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             // root@localhost (and @127.0.0.1) without password instead of unix_socket auth.
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            // The bootstrap server's temporary files in this server's folder (mariadbd takes
+            // TMPDIR as its tmpdir): parallel installs sharing /tmp collided.
+            .env("TMPDIR", dir.path());
         if root {
             install.arg("--user=root");
         }
