@@ -1,12 +1,13 @@
 //! A MariaDB peer of a test mesh: a real MariaDB (ROW binlog), database `public` with the
 //! replicated table (the mesh names tables `schema.table` alike on every engine; on MariaDB
-//! the database plays the schema), a config file, and its agent process.
+//! the database plays the schema), a config file, and its agent process. The same peer can
+//! run on an external MySQL 8 server ([`MariaPeer::external`]).
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use meshsync_testkit::MariaDb;
-use sqlx::{MySqlConnection, Row};
+use sqlx::{Connection, MySqlConnection, Row};
 
 use crate::agent::Agent;
 
@@ -18,8 +19,10 @@ pub const TABLE_DDL: &str = "CREATE TABLE public.items (id INT PRIMARY KEY, \
 pub struct MariaPeer {
     /// Peer id.
     pub id: String,
-    /// Its server.
-    pub db: MariaDb,
+    /// Its server, when the test started it (none for an external server).
+    pub db: Option<MariaDb>,
+    /// URL of database `public` on the server.
+    pub url: String,
     /// Its agent, once started.
     pub agent: Option<Agent>,
     /// Its config file.
@@ -33,17 +36,49 @@ impl MariaPeer {
         db.create_database("public").await?;
         let mut c = db.connect("public").await?;
         sqlx::raw_sql(TABLE_DDL).execute(&mut c).await?;
+        let url = db.url("public");
+        Self::configured(id, nats_url, dir, Some(db), url)
+    }
+
+    /// A peer on an external, disposable MySQL or MariaDB server (`mysql://user:pw@host:port`,
+    /// all privileges): its databases `public` and `meshsync` are dropped and `public` made
+    /// afresh, so that nothing of an earlier run (checkpoints, resume points) is taken up.
+    pub async fn external(
+        id: &str,
+        nats_url: &str,
+        dir: &std::path::Path,
+        server: &str,
+    ) -> Result<MariaPeer> {
+        let server = server.trim_end_matches('/');
+        let mut c = MySqlConnection::connect(&format!("{server}/mysql")).await?;
+        sqlx::raw_sql(
+            "DROP DATABASE IF EXISTS meshsync; DROP DATABASE IF EXISTS public; \
+             CREATE DATABASE public",
+        )
+        .execute(&mut c)
+        .await?;
+        sqlx::raw_sql(TABLE_DDL).execute(&mut c).await?;
+        Self::configured(id, nats_url, dir, None, format!("{server}/public"))
+    }
+
+    fn configured(
+        id: &str,
+        nats_url: &str,
+        dir: &std::path::Path,
+        db: Option<MariaDb>,
+        url: String,
+    ) -> Result<MariaPeer> {
         let config = dir.join(format!("peer-{id}.toml"));
         std::fs::write(
             &config,
             format!(
-                "[peer]\nid = \"{id}\"\n[nats]\nurl = \"{nats_url}\"\n[database]\nengine = \"mysql\"\nurl = \"{}\"\ntables = [\"public.items\"]\n",
-                db.url("public"),
+                "[peer]\nid = \"{id}\"\n[nats]\nurl = \"{nats_url}\"\n[database]\nengine = \"mysql\"\nurl = \"{url}\"\ntables = [\"public.items\"]\n",
             ),
         )?;
         Ok(MariaPeer {
             id: id.to_owned(),
             db,
+            url,
             agent: None,
             config,
         })
@@ -62,7 +97,7 @@ impl MariaPeer {
 
     /// A connection to the peer's database.
     pub async fn connect(&self) -> Result<MySqlConnection> {
-        self.db.connect("public").await
+        Ok(MySqlConnection::connect(&self.url).await?)
     }
 
     /// The table's rows, ordered by key: (id, v, n).
