@@ -256,9 +256,6 @@ async fn apply_decoded(
         ctx.dead_letters.park(p.delivery, &p.reason).await?;
     }
     ctx.counters.add_parked(parked.len());
-    // Every message is merged again even at or below the checkpoint: redeliveries (a nak,
-    // an ack lost in a crash) arrive after newer messages, and the version check makes a
-    // repeat a no-op (I4). The checkpoint records progress; it is not a filter.
     // Conflicts are logged before the commit, so a crash in between cannot lose them. If
     // the commit then fails, the retry resolves the same conflicts with the same message
     // ids and JetStream keeps one copy (within its duplicate window). A failure to log is
@@ -269,6 +266,9 @@ async fn apply_decoded(
         warn!(error = format!("{e:#}"), "conflicts not logged");
     }
     failpoint::before_apply_commit(upto).await;
+    // Every message is merged again even at or below the checkpoint: redeliveries (a nak,
+    // an ack lost in a crash) arrive after newer messages, and the version check makes a
+    // repeat a no-op (I4). The checkpoint records progress; it is not a filter.
     txn.commit(upto.max(*checkpoint)).await?;
     failpoint::after_apply_commit(upto).await;
     let committed_at = started.elapsed();
