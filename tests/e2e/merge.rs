@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::PgConnection;
 
-use crate::support::Mesh;
+use crate::support::{Mesh, verify};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -187,4 +187,14 @@ async fn a_peer_merging_with_other_policies_is_named_by_the_others() {
         a.contains("make [merge] the same"),
         "the fix is named:\n{a}"
     );
+
+    // `meshsync verify` says so too, and fails, although the rows are the same today.
+    let configs: Vec<_> = mesh.peers.iter().map(|p| p.config.clone()).collect();
+    let (ok, out) = verify(&configs);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("merge policies: DIFFER") && out.contains("c: default=lww"),
+        "{out}"
+    );
+    assert!(out.contains("public.items: identical"), "{out}");
 }

@@ -90,6 +90,7 @@ pub async fn run(configs: &[PathBuf]) -> Result<bool> {
         .iter()
         .map(|p| Config::load(p))
         .collect::<Result<_, _>>()?;
+    let mut all_same = same_policies(&loaded)?;
     let mut tables: BTreeMap<String, Vec<PeerTable>> = BTreeMap::new();
     for c in &loaded {
         let url = c.database.url.expose().to_owned();
@@ -107,7 +108,6 @@ pub async fn run(configs: &[PathBuf]) -> Result<bool> {
             });
         }
     }
-    let mut all_same = true;
     for (table, peers) in &tables {
         if peers.len() != loaded.len() {
             all_same = false;
@@ -153,6 +153,28 @@ pub async fn run(configs: &[PathBuf]) -> Result<bool> {
         all_same &= same;
     }
     Ok(all_same)
+}
+
+/// Whether every config merges with the same policies; prints the difference if not (such
+/// peers never converge, whatever their data look like today).
+fn same_policies(configs: &[Config]) -> Result<bool> {
+    let mut described = Vec::new();
+    for c in configs {
+        let set = crate::policies::from_config(&c.merge)
+            .with_context(|| format!("merge policies of peer {}", c.peer.id))?;
+        described.push((c.peer.id.as_str(), set.fingerprint(), set.describe()));
+    }
+    if described.iter().all(|(_, f, _)| *f == described[0].1) {
+        return Ok(true);
+    }
+    println!(
+        "merge policies: DIFFER between peers (they will not converge; make [merge] the same in \
+         every peer's config):"
+    );
+    for (peer, _, describe) in &described {
+        println!("    {peer}: {describe}");
+    }
+    Ok(false)
 }
 
 /// Keys whose rows differ (or exist on one side only) within the differing buckets.
