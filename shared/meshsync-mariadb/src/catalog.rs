@@ -70,6 +70,15 @@ pub async fn load(
     tables: &[TableName],
 ) -> Result<HashMap<TableName, TableInfo>, MariaDbError> {
     let flavour = Flavour::detect(&mut *conn).await?;
+    load_as(conn, flavour, tables).await
+}
+
+/// As [`load`], on a server whose flavour is known.
+pub async fn load_as(
+    conn: &mut MySqlConnection,
+    flavour: Flavour,
+    tables: &[TableName],
+) -> Result<HashMap<TableName, TableInfo>, MariaDbError> {
     let mut out = HashMap::new();
     for t in tables {
         out.insert(t.clone(), load_one_as(conn, flavour, t).await?);
@@ -86,33 +95,8 @@ pub async fn load_one(
     load_one_as(conn, flavour, t).await
 }
 
-/// The columns query of MariaDB (JSON is LONGTEXT with a `json_valid` CHECK).
-const MARIADB_COLUMNS: &str =
-    "SELECT CAST(c.COLUMN_NAME AS CHAR) AS name, CAST(c.DATA_TYPE AS CHAR) AS data_type,
-                CAST(c.COLUMN_TYPE AS CHAR) AS column_type,
-                CAST(c.IS_NULLABLE AS CHAR) AS nullable,
-                CAST(c.NUMERIC_PRECISION AS SIGNED) AS num_precision,
-                CAST(c.NUMERIC_SCALE AS SIGNED) AS num_scale,
-                CAST(c.DATETIME_PRECISION AS SIGNED) AS fsp,
-                CAST(c.CHARACTER_MAXIMUM_LENGTH AS SIGNED) AS max_chars,
-                CAST(c.CHARACTER_OCTET_LENGTH AS SIGNED) AS max_bytes,
-                CAST(c.CHARACTER_SET_NAME AS CHAR) AS charset,
-                CAST(EXISTS (SELECT 1 FROM information_schema.CHECK_CONSTRAINTS k
-                        WHERE k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME
-                          AND k.CHECK_CLAUSE = CONCAT('json_valid(`', c.COLUMN_NAME, '`)'))
-                     AS SIGNED) AS json_check,
-                CAST(c.COLUMN_DEFAULT IS NULL AND c.IS_NULLABLE = 'NO'
-                     AND c.EXTRA NOT LIKE '%auto_increment%' AND c.IS_GENERATED = 'NEVER'
-                     AND c.DATA_TYPE <> 'enum' AS SIGNED) AS required,
-                CAST(c.IS_GENERATED = 'ALWAYS' AS SIGNED) AS generated
-         FROM information_schema.COLUMNS c
-         WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ?
-         ORDER BY c.ORDINAL_POSITION";
-
-/// The columns query of MySQL 8: its JSON is a type of its own (no `json_valid` CHECK, and
-/// its CHECK_CONSTRAINTS has no TABLE_NAME), and it has no IS_GENERATED (EXTRA says
-/// `VIRTUAL GENERATED` or `STORED GENERATED`; `DEFAULT_GENERATED` is an expression default).
-const MYSQL_COLUMNS: &str = "SELECT CAST(c.COLUMN_NAME AS CHAR) AS name,
+/// The columns both servers describe alike.
+const COMMON_COLUMNS: &str = "CAST(c.COLUMN_NAME AS CHAR) AS name,
         CAST(c.DATA_TYPE AS CHAR) AS data_type, CAST(c.COLUMN_TYPE AS CHAR) AS column_type,
         CAST(c.IS_NULLABLE AS CHAR) AS nullable,
         CAST(c.NUMERIC_PRECISION AS SIGNED) AS num_precision,
@@ -120,17 +104,40 @@ const MYSQL_COLUMNS: &str = "SELECT CAST(c.COLUMN_NAME AS CHAR) AS name,
         CAST(c.DATETIME_PRECISION AS SIGNED) AS fsp,
         CAST(c.CHARACTER_MAXIMUM_LENGTH AS SIGNED) AS max_chars,
         CAST(c.CHARACTER_OCTET_LENGTH AS SIGNED) AS max_bytes,
-        CAST(c.CHARACTER_SET_NAME AS CHAR) AS charset,
-        CAST(0 AS SIGNED) AS json_check,
+        CAST(c.CHARACTER_SET_NAME AS CHAR) AS charset";
+
+/// MariaDB's JSON is LONGTEXT with a `json_valid` CHECK, and it has IS_GENERATED.
+const MARIADB_COLUMNS: &str = "CAST(EXISTS (SELECT 1 FROM information_schema.CHECK_CONSTRAINTS k
+                WHERE k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME
+                  AND k.CHECK_CLAUSE = CONCAT('json_valid(`', c.COLUMN_NAME, '`)'))
+             AS SIGNED) AS json_check,
+        CAST(c.COLUMN_DEFAULT IS NULL AND c.IS_NULLABLE = 'NO'
+             AND c.EXTRA NOT LIKE '%auto_increment%' AND c.IS_GENERATED = 'NEVER'
+             AND c.DATA_TYPE <> 'enum' AS SIGNED) AS required,
+        CAST(c.IS_GENERATED = 'ALWAYS' AS SIGNED) AS generated";
+
+/// MySQL 8's JSON is a type of its own (no `json_valid` CHECK, and its CHECK_CONSTRAINTS has
+/// no TABLE_NAME), and it has no IS_GENERATED (EXTRA says `VIRTUAL GENERATED` or
+/// `STORED GENERATED`; `DEFAULT_GENERATED` is an expression default).
+const MYSQL_COLUMNS: &str = "CAST(0 AS SIGNED) AS json_check,
         CAST(c.COLUMN_DEFAULT IS NULL AND c.IS_NULLABLE = 'NO'
              AND c.EXTRA NOT LIKE '%auto_increment%'
              AND c.EXTRA NOT LIKE '%VIRTUAL GENERATED%' AND c.EXTRA NOT LIKE '%STORED GENERATED%'
              AND c.DATA_TYPE <> 'enum' AS SIGNED) AS required,
         CAST(c.EXTRA LIKE '%VIRTUAL GENERATED%' OR c.EXTRA LIKE '%STORED GENERATED%'
-             AS SIGNED) AS generated
-     FROM information_schema.COLUMNS c
-     WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ?
-     ORDER BY c.ORDINAL_POSITION";
+             AS SIGNED) AS generated";
+
+/// The columns query of a server of `flavour`.
+fn columns_query(flavour: Flavour) -> String {
+    let specific = match flavour {
+        Flavour::MariaDb => MARIADB_COLUMNS,
+        Flavour::MySql => MYSQL_COLUMNS,
+    };
+    format!(
+        "SELECT {COMMON_COLUMNS}, {specific} FROM information_schema.COLUMNS c
+         WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ? ORDER BY c.ORDINAL_POSITION"
+    )
+}
 
 /// Reads the shape of one table of a server of `flavour`.
 pub async fn load_one_as(
@@ -138,11 +145,7 @@ pub async fn load_one_as(
     flavour: Flavour,
     t: &TableName,
 ) -> Result<TableInfo, MariaDbError> {
-    let query = match flavour {
-        Flavour::MariaDb => MARIADB_COLUMNS,
-        Flavour::MySql => MYSQL_COLUMNS,
-    };
-    let rows = sqlx::query(query)
+    let rows = sqlx::query(sqlx::AssertSqlSafe(columns_query(flavour)))
         .bind(&t.schema)
         .bind(&t.name)
         .fetch_all(&mut *conn)

@@ -164,38 +164,54 @@ pub async fn current_gtid_state(conn: &mut MySqlConnection) -> Result<String, Ma
 
 impl MariaDbSource {
     /// Checks the server settings, loads the catalog of the configured tables, and requests
-    /// the binlog from `config.resume`.
+    /// the binlog from `config.resume`: on MariaDB a GTID state sent as
+    /// `@slave_connect_state`, on MySQL a GTID set sent with COM_BINLOG_DUMP_GTID (the
+    /// server sends every transaction not in it).
     pub async fn connect(config: &SourceConfig) -> Result<Self, MariaDbError> {
         let mut sql = MySqlConnection::connect(&config.url)
             .await
             .map_err(MariaDbError::query("connect"))?;
         let flavour = check::check(&mut sql).await?.flavour;
-        if flavour == Flavour::MySql {
-            return Self::connect_mysql(config, sql).await;
-        }
-        let state = GtidState::parse(&config.resume)?;
-        let tables = catalog::load(&mut sql, &config.tables).await?;
-        let opts = Opts::from_url(&config.url).map_err(|e| MariaDbError::Url(e.to_string()))?;
-        let mut conn = Conn::new(opts)
-            .await
-            .map_err(MariaDbError::binlog("connect"))?;
         let nanos = config
             .heartbeat
             .as_nanos()
             .clamp(1_000_000, 4_294_967_000_000_000);
-        // GTID text is digits, '-' and ',' only (parsed above): safe to inline.
-        for stmt in [
-            "SET @mariadb_slave_capability=4".to_owned(),
-            format!("SET @slave_connect_state='{state}'"),
-            format!("SET @master_heartbeat_period={nanos}"),
-        ] {
+        let request = BinlogStreamRequest::new(config.server_id)
+            .with_filename(b"")
+            .with_pos(4u64);
+        let (session, request, state, mysql) = match flavour {
+            Flavour::MariaDb => {
+                let state = GtidState::parse(&config.resume)?;
+                // GTID text is digits, '-' and ',' only (parsed above): safe to inline.
+                let session = vec![
+                    "SET @mariadb_slave_capability=4".to_owned(),
+                    format!("SET @slave_connect_state='{state}'"),
+                    format!("SET @master_heartbeat_period={nanos}"),
+                ];
+                (session, request, state, MySqlTxns::default())
+            }
+            Flavour::MySql => {
+                let set = GtidSet::parse(&config.resume)?;
+                // 8.0.26 renamed the variable the dump thread reads; older servers read the
+                // first.
+                let session = vec![
+                    format!("SET @master_heartbeat_period={nanos}"),
+                    format!("SET @source_heartbeat_period={nanos}"),
+                ];
+                let request = request.with_gtid().with_gtid_set(set.to_sids());
+                (session, request, GtidState::empty(), MySqlTxns::new(set))
+            }
+        };
+        let tables = catalog::load_as(&mut sql, flavour, &config.tables).await?;
+        let opts = Opts::from_url(&config.url).map_err(|e| MariaDbError::Url(e.to_string()))?;
+        let mut conn = Conn::new(opts)
+            .await
+            .map_err(MariaDbError::binlog("connect"))?;
+        for stmt in session {
             conn.query_drop(stmt)
                 .await
                 .map_err(MariaDbError::binlog("prepare the binlog session"))?;
         }
-        let request = BinlogStreamRequest::new(config.server_id)
-            .with_filename(b"")
-            .with_pos(4u64);
         let stream = conn
             .get_binlog_stream(request)
             .await
@@ -203,62 +219,12 @@ impl MariaDbSource {
         Ok(MariaDbSource {
             stream,
             flavour,
-            mysql: MySqlTxns::default(),
+            mysql,
             applied_ids: HashSet::new(),
             sql,
             tables,
             table_ids: HashMap::new(),
             state,
-            open: None,
-            fde_seen: false,
-            file: String::new(),
-            pos: 4,
-        })
-    }
-
-    /// A MySQL binlog from `config.resume` (a GTID set) with COM_BINLOG_DUMP_GTID: the
-    /// server sends every transaction not in the set.
-    async fn connect_mysql(
-        config: &SourceConfig,
-        mut sql: MySqlConnection,
-    ) -> Result<Self, MariaDbError> {
-        let state = GtidSet::parse(&config.resume)?;
-        let tables = catalog::load(&mut sql, &config.tables).await?;
-        let opts = Opts::from_url(&config.url).map_err(|e| MariaDbError::Url(e.to_string()))?;
-        let mut conn = Conn::new(opts)
-            .await
-            .map_err(MariaDbError::binlog("connect"))?;
-        let nanos = config
-            .heartbeat
-            .as_nanos()
-            .clamp(1_000_000, 4_294_967_000_000_000);
-        // 8.0.26 renamed the variable the dump thread reads; older servers read the first.
-        for stmt in [
-            format!("SET @master_heartbeat_period={nanos}"),
-            format!("SET @source_heartbeat_period={nanos}"),
-        ] {
-            conn.query_drop(stmt)
-                .await
-                .map_err(MariaDbError::binlog("prepare the binlog session"))?;
-        }
-        let request = BinlogStreamRequest::new(config.server_id)
-            .with_gtid()
-            .with_filename(b"")
-            .with_pos(4u64)
-            .with_gtid_set(state.to_sids());
-        let stream = conn
-            .get_binlog_stream(request)
-            .await
-            .map_err(MariaDbError::binlog("request the binlog"))?;
-        Ok(MariaDbSource {
-            stream,
-            flavour: Flavour::MySql,
-            mysql: MySqlTxns::new(state),
-            applied_ids: HashSet::new(),
-            sql,
-            tables,
-            table_ids: HashMap::new(),
-            state: GtidState::empty(),
             open: None,
             fde_seen: false,
             file: String::new(),
