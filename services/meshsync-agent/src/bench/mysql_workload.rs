@@ -2,13 +2,15 @@
 //! inserts, row-count wait and steady writer with its lag poller, over `MySqlConnection`.
 //! The figures they return are the same types, so report and plot take them unchanged.
 
-use std::time::{Duration, Instant};
+use std::{
+    ops::RangeInclusive,
+    time::{Duration, Instant},
+};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use sqlx::{Connection, MySqlConnection};
-use tracing::info;
 
-use super::workload::{POLL_EVERY, Steady, WRITE_EVERY, see_prefix};
+use super::workload::{BenchTable, POLL_EVERY, Steady, WRITE_EVERY, see_prefix, unix_micros};
 
 /// Database on both servers; tables are named `database.table` in the agent config.
 pub const DB: &str = "public";
@@ -17,29 +19,12 @@ pub const DB: &str = "public";
 pub const TABLE_DDL: &str =
     "CREATE TABLE public.items (id BIGINT PRIMARY KEY, v VARCHAR(255), n BIGINT)";
 
-/// Microseconds since the Unix epoch, stored in `n` so every row carries its send time.
-fn unix_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
+pub use super::workload::{insert_catch_up, wait_count};
 
-/// Inserts ids `1..=rows` with one single-row INSERT each, `txn_size` per transaction.
-/// Returns the time it took.
-pub async fn insert_catch_up(
-    conn: &mut MySqlConnection,
-    rows: u64,
-    txn_size: u64,
-) -> Result<Duration> {
-    let started = Instant::now();
-    let payload = "catch-up row payload 0123456789abcdef";
-    let mut id: i64 = 1;
-    let last = rows as i64;
-    while id <= last {
-        let mut txn = conn.begin().await?;
-        let end = (id + txn_size as i64 - 1).min(last);
-        for i in id..=end {
+impl BenchTable for MySqlConnection {
+    async fn insert_txn(&mut self, ids: RangeInclusive<i64>, payload: &str) -> Result<()> {
+        let mut txn = self.begin().await?;
+        for i in ids {
             sqlx::query("INSERT INTO public.items (id, v, n) VALUES (?, ?, ?)")
                 .bind(i)
                 .bind(payload)
@@ -47,13 +32,24 @@ pub async fn insert_catch_up(
                 .execute(&mut *txn)
                 .await?;
         }
-        txn.commit().await?;
-        if end / 50_000 != (id - 1) / 50_000 {
-            info!(rows = end, "catch-up inserts");
-        }
-        id = end + 1;
+        Ok(txn.commit().await?)
     }
-    Ok(started.elapsed())
+
+    async fn has_row(&mut self, id: i64) -> Result<bool> {
+        let (seen,): (i64,) =
+            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM public.items WHERE id = ?)")
+                .bind(id)
+                .fetch_one(self)
+                .await?;
+        Ok(seen != 0)
+    }
+
+    async fn count_rows(&mut self) -> Result<i64> {
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM public.items")
+            .fetch_one(self)
+            .await?;
+        Ok(count)
+    }
 }
 
 /// The server's `@@gtid_binlog_pos`: the last GTID written to its binlog per domain.
@@ -82,41 +78,6 @@ pub fn gtid_reached(state: &str, target: &str) -> bool {
     parse(target)
         .iter()
         .all(|(d, seq)| have.iter().any(|(hd, hs)| hd == d && hs >= seq))
-}
-
-/// Waits until `public.items` holds `rows` rows on `conn` (ids `1..=rows`, committed in id
-/// order), polling every 20 ms; fails after `timeout`. Returns the time it took. As for
-/// PostgreSQL, the poll probes the last id and counts only once it is there.
-pub async fn wait_count(
-    conn: &mut MySqlConnection,
-    rows: u64,
-    timeout: Duration,
-) -> Result<Duration> {
-    let started = Instant::now();
-    let mut last_log = Instant::now();
-    loop {
-        let (seen,): (i64,) =
-            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM public.items WHERE id = ?)")
-                .bind(rows as i64)
-                .fetch_one(&mut *conn)
-                .await?;
-        if seen != 0 {
-            let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM public.items")
-                .fetch_one(&mut *conn)
-                .await?;
-            if count as u64 >= rows {
-                return Ok(started.elapsed());
-            }
-        }
-        if started.elapsed() > timeout {
-            bail!("receiver does not hold all {rows} rows after {timeout:?}");
-        }
-        if last_log.elapsed() > Duration::from_secs(5) {
-            info!(rows, "receiver catching up");
-            last_log = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// As [`super::workload::steady`]: `rate` rows/s for `seconds` to `source` (ids after

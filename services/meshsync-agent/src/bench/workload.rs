@@ -1,7 +1,10 @@
 //! The workloads, the same for both systems: the table, catch-up inserts, waiting for a row
 //! count, and the steady-rate writer with its lag poller.
 
-use std::time::{Duration, Instant};
+use std::{
+    ops::RangeInclusive,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result, bail};
 use sqlx::{Connection, PgConnection};
@@ -18,17 +21,60 @@ pub const POLL_EVERY: Duration = Duration::from_millis(2);
 pub const WRITE_EVERY: Duration = Duration::from_millis(5);
 
 /// Microseconds since the Unix epoch, stored in `n` so every row carries its send time.
-fn unix_micros() -> i64 {
+pub(super) fn unix_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
 }
 
+/// What the catch-up workload needs of a connection; the SQL differs per engine, the
+/// workload does not.
+pub(crate) trait BenchTable {
+    /// Inserts `ids` into `public.items` in one transaction, one single-row INSERT each,
+    /// `v` = `payload` and `n` = the send time.
+    async fn insert_txn(&mut self, ids: RangeInclusive<i64>, payload: &str) -> Result<()>;
+    /// Whether `public.items` holds row `id` (a primary-key lookup).
+    async fn has_row(&mut self, id: i64) -> Result<bool>;
+    /// The rows of `public.items`.
+    async fn count_rows(&mut self) -> Result<i64>;
+}
+
+impl BenchTable for PgConnection {
+    async fn insert_txn(&mut self, ids: RangeInclusive<i64>, payload: &str) -> Result<()> {
+        let mut txn = self.begin().await?;
+        for i in ids {
+            sqlx::query("INSERT INTO public.items (id, v, n) VALUES ($1, $2, $3)")
+                .bind(i)
+                .bind(payload)
+                .bind(unix_micros())
+                .execute(&mut *txn)
+                .await?;
+        }
+        Ok(txn.commit().await?)
+    }
+
+    async fn has_row(&mut self, id: i64) -> Result<bool> {
+        let (seen,): (bool,) =
+            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM public.items WHERE id = $1)")
+                .bind(id)
+                .fetch_one(self)
+                .await?;
+        Ok(seen)
+    }
+
+    async fn count_rows(&mut self) -> Result<i64> {
+        let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM public.items")
+            .fetch_one(self)
+            .await?;
+        Ok(count)
+    }
+}
+
 /// Inserts ids `1..=rows` with one single-row INSERT each, `txn_size` per transaction.
 /// Returns the time it took.
 pub async fn insert_catch_up(
-    conn: &mut PgConnection,
+    conn: &mut impl BenchTable,
     rows: u64,
     txn_size: u64,
 ) -> Result<Duration> {
@@ -37,17 +83,8 @@ pub async fn insert_catch_up(
     let mut id: i64 = 1;
     let last = rows as i64;
     while id <= last {
-        let mut txn = conn.begin().await?;
         let end = (id + txn_size as i64 - 1).min(last);
-        for i in id..=end {
-            sqlx::query("INSERT INTO public.items (id, v, n) VALUES ($1, $2, $3)")
-                .bind(i)
-                .bind(payload)
-                .bind(unix_micros())
-                .execute(&mut *txn)
-                .await?;
-        }
-        txn.commit().await?;
+        conn.insert_txn(id..=end, payload).await?;
         if end / 50_000 != (id - 1) / 50_000 {
             info!(rows = end, "catch-up inserts");
         }
@@ -70,22 +107,16 @@ pub async fn current_lsn(conn: &mut PgConnection) -> Result<i64> {
 /// The poll looks up the last id through the primary key and counts only once it is there:
 /// a `count(*)` every 20 ms scans the growing table and took a fifth of a core from the
 /// receiver it measures.
-pub async fn wait_count(conn: &mut PgConnection, rows: u64, timeout: Duration) -> Result<Duration> {
+pub async fn wait_count(
+    conn: &mut impl BenchTable,
+    rows: u64,
+    timeout: Duration,
+) -> Result<Duration> {
     let started = Instant::now();
     let mut last_log = Instant::now();
     loop {
-        let (seen,): (bool,) =
-            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM public.items WHERE id = $1)")
-                .bind(rows as i64)
-                .fetch_one(&mut *conn)
-                .await?;
-        if seen {
-            let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM public.items")
-                .fetch_one(&mut *conn)
-                .await?;
-            if count as u64 >= rows {
-                return Ok(started.elapsed());
-            }
+        if conn.has_row(rows as i64).await? && conn.count_rows().await? as u64 >= rows {
+            return Ok(started.elapsed());
         }
         if started.elapsed() > timeout {
             bail!("receiver does not hold all {rows} rows after {timeout:?}");
