@@ -97,6 +97,8 @@ pub async fn run(ctx: &ApplyContext) -> Result<()> {
     info!(checkpoint, "apply started");
     let mut messages = inbox.messages().await?.ready_chunks(MAX_MESSAGES_PER_TXN);
     let mut collect = tokio::time::interval(collect_interval(ctx.tombstone_retention));
+    // Decoded messages not yet applied, in stream order.
+    let mut pending: Vec<Decoded> = Vec::new();
     loop {
         let chunk = tokio::select! {
             chunk = messages.next() => match chunk {
@@ -111,23 +113,50 @@ pub async fn run(ctx: &ApplyContext) -> Result<()> {
                 continue;
             }
         };
-        let deliveries: Vec<Delivery> = chunk.into_iter().collect::<Result<_, _>>()?;
-        let decoded: Vec<Decoded<'_>> = deliveries.iter().map(|d| decode_one(ctx, d)).collect();
-        for part in by_rows(decoded, MAX_ROWS_PER_TXN) {
-            apply_chunk(ctx, &mut sink, &mut checkpoint, part).await?;
+        add(ctx, &mut pending, chunk)?;
+        // While catching up, a run that is not full waits briefly for the messages behind
+        // it instead of becoming a small transaction of its own (a fixed cost each).
+        let mut backlog = false;
+        while let Some((len, full)) = first_run(&pending, MAX_ROWS_PER_TXN) {
+            if !full && backlog {
+                match tokio::time::timeout(TAIL_WAIT, messages.next()).await {
+                    Ok(Some(more)) => {
+                        add(ctx, &mut pending, more)?;
+                        continue;
+                    }
+                    Ok(None) | Err(_) => backlog = false,
+                }
+            }
+            let run: Vec<Decoded> = pending.drain(..len).collect();
+            apply_chunk(ctx, &mut sink, &mut checkpoint, &run).await?;
+            backlog |= full;
         }
     }
     Ok(())
 }
 
-/// A delivery, decoded and checked, or the reason to park it.
-type Decoded<'d> = (&'d Delivery, Result<ChangeBatch, String>);
+/// How long a partial run waits for more messages while apply is catching up.
+const TAIL_WAIT: Duration = Duration::from_millis(5);
 
-fn decode_one<'d>(ctx: &ApplyContext, d: &'d Delivery) -> Decoded<'d> {
-    let batch = match decode(d.payload()) {
-        Ok(b) => b,
-        Err(e) => return (d, Err(e.to_string())),
-    };
+/// Decodes a chunk of deliveries onto `pending`.
+fn add(
+    ctx: &ApplyContext,
+    pending: &mut Vec<Decoded>,
+    chunk: Vec<Result<Delivery, meshsync_nats::error::NatsError>>,
+) -> Result<()> {
+    for d in chunk {
+        let d = d?;
+        let batch = decode_one(ctx, &d);
+        pending.push((d, batch));
+    }
+    Ok(())
+}
+
+/// A delivery, decoded and checked, or the reason to park it.
+type Decoded = (Delivery, Result<ChangeBatch, String>);
+
+fn decode_one(ctx: &ApplyContext, d: &Delivery) -> Result<ChangeBatch, String> {
+    let batch = decode(d.payload()).map_err(|e| e.to_string())?;
     if batch.origin != ctx.peer {
         if ctx
             .policy_check
@@ -136,23 +165,20 @@ fn decode_one<'d>(ctx: &ApplyContext, d: &'d Delivery) -> Decoded<'d> {
             ctx.counters.add_policy_mismatch();
         }
         if let Err(skew) = ctx.clock.observe(batch.hlc) {
-            return (d, Err(skew.to_string()));
+            return Err(skew.to_string());
         }
         if batch.hlc < retention_cutoff(ctx) {
-            return (
-                d,
-                Err(format!(
-                    "stamped {} s ago, beyond merge.tombstone_retention_s = {}: a delete it \
+            return Err(format!(
+                "stamped {} s ago, beyond merge.tombstone_retention_s = {}: a delete it \
                      would lose to may be forgotten here; resynchronise origin {} (raise the \
                      retention if peers are offline this long)",
-                    unix_now().saturating_sub(batch.hlc.physical()).as_secs(),
-                    ctx.tombstone_retention.as_secs(),
-                    batch.origin
-                )),
-            );
+                unix_now().saturating_sub(batch.hlc.physical()).as_secs(),
+                ctx.tombstone_retention.as_secs(),
+                batch.origin
+            ));
         }
     }
-    (d, Ok(batch))
+    Ok(batch)
 }
 
 /// Changes stamped before this are parked, and tombstones older than it forgotten.
@@ -174,23 +200,30 @@ fn collect_interval(retention: Duration) -> Duration {
     (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
-/// Splits decoded messages, in order, into runs of at most `max_rows` rows (a message with
-/// more rows gets a run of its own).
-fn by_rows(decoded: Vec<Decoded<'_>>, max_rows: usize) -> Vec<Vec<Decoded<'_>>> {
-    let mut out: Vec<Vec<Decoded<'_>>> = Vec::new();
-    let mut rows = 0;
-    for item in decoded {
-        let n = item.1.as_ref().map_or(0, |b| b.rows.len());
-        if out.is_empty() || rows + n > max_rows {
-            out.push(Vec::new());
-            rows = 0;
-        }
-        rows += n;
-        if let Some(last) = out.last_mut() {
-            last.push(item);
-        }
+/// The first run of `pending` to apply in one transaction: how many messages, and whether it
+/// is full (at `max_rows`, or the next message would not fit). A message with more rows than
+/// `max_rows` is a full run of its own.
+fn first_run(pending: &[Decoded], max_rows: usize) -> Option<(usize, bool)> {
+    let rows = pending
+        .iter()
+        .map(|(_, b)| b.as_ref().map_or(0, |b| b.rows.len()));
+    run_of(rows, max_rows)
+}
+
+/// [`first_run`] over the messages' row counts.
+fn run_of(rows: impl ExactSizeIterator<Item = usize>, max_rows: usize) -> Option<(usize, bool)> {
+    let len = rows.len();
+    if len == 0 {
+        return None;
     }
-    out
+    let mut total = 0;
+    for (i, n) in rows.enumerate() {
+        if i > 0 && total + n > max_rows {
+            return Some((i, true));
+        }
+        total += n;
+    }
+    Some((len, total >= max_rows))
 }
 
 /// Applies decoded messages in one database transaction, then acks them. On failure they are
@@ -199,12 +232,11 @@ async fn apply_chunk(
     ctx: &ApplyContext,
     sink: &mut Sink,
     checkpoint: &mut u64,
-    part: Vec<Decoded<'_>>,
+    part: &[Decoded],
 ) -> Result<()> {
-    let deliveries: Vec<&Delivery> = part.iter().map(|(d, _)| *d).collect();
     let result = apply_decoded(ctx, sink, checkpoint, part).await;
     if result.is_err() {
-        for d in &deliveries {
+        for (d, _) in part {
             let _ = d.nak(Duration::from_millis(500)).await;
         }
     }
@@ -215,11 +247,10 @@ async fn apply_decoded(
     ctx: &ApplyContext,
     sink: &mut Sink,
     checkpoint: &mut u64,
-    part: Vec<Decoded<'_>>,
+    part: &[Decoded],
 ) -> Result<()> {
     let started = std::time::Instant::now();
     let upto = part.iter().map(|(d, _)| d.sequence()).max().unwrap_or(0);
-    let deliveries: Vec<&Delivery> = part.iter().map(|(d, _)| *d).collect();
     let mut parked: Vec<ToPark<'_>> = Vec::new();
     let mut decoded = Vec::new();
     for (d, batch) in part {
@@ -227,13 +258,13 @@ async fn apply_decoded(
             Ok(b) => decoded.push((d, b)),
             Err(reason) => parked.push(ToPark {
                 delivery: d,
-                reason,
+                reason: reason.clone(),
             }),
         }
     }
     let decoded_at = started.elapsed();
     let mut txn = sink.begin().await?;
-    let batches: Vec<&ChangeBatch> = decoded.iter().map(|(_, b)| b).collect();
+    let batches: Vec<&ChangeBatch> = decoded.iter().map(|(_, b)| *b).collect();
     let reports = txn.apply(&batches).await?;
     let applied_at = started.elapsed();
     for ((d, _), report) in decoded.iter().zip(reports) {
@@ -273,11 +304,11 @@ async fn apply_decoded(
     failpoint::after_apply_commit(upto).await;
     let committed_at = started.elapsed();
     *checkpoint = upto.max(*checkpoint);
-    for d in &deliveries {
+    for (d, _) in part {
         d.ack().await?;
     }
     debug!(
-        messages = deliveries.len(),
+        messages = part.len(),
         upto,
         decoded = ?decoded_at,
         applied = ?applied_at,
@@ -291,4 +322,25 @@ async fn apply_decoded(
 /// Back-off between restarts of a failed task.
 pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((200u64 << attempt.min(6)).min(10_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_of;
+
+    #[test]
+    fn runs_are_full_only_when_the_next_message_would_not_fit() {
+        let run = |rows: &[usize]| run_of(rows.iter().copied(), 10);
+        assert_eq!(run(&[]), None);
+        // Room left and nothing behind: a partial run (it may wait for more).
+        assert_eq!(run(&[3, 3]), Some((2, false)));
+        // Exactly at the bound, or the next message would overflow it: full.
+        assert_eq!(run(&[5, 5]), Some((2, true)));
+        assert_eq!(run(&[4, 4, 4]), Some((2, true)));
+        // A message larger than the bound is a full run of its own.
+        assert_eq!(run(&[12, 1]), Some((1, true)));
+        assert_eq!(run(&[1, 12]), Some((1, true)));
+        // Parked messages (no rows) ride along.
+        assert_eq!(run(&[0, 0, 10, 0]), Some((4, true)));
+    }
 }

@@ -18,5 +18,6 @@ mod mysql;
 mod resume;
 mod setup;
 mod sink;
+mod sink_fresh;
 mod sink_txn;
 mod verify;

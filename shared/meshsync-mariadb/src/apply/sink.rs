@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use meshsync_core::{BatchReport, ChangeBatch, Hlc, PeerId, TableName, by_table};
-use meshsync_merge::{ConflictRecord, PolicySet};
+use meshsync_merge::{ConflictRecord, FreshGuess, PolicySet};
 use sqlx::{Connection, MySql, MySqlConnection, Transaction};
 
 use super::{open_apply_session, state, table};
@@ -73,6 +73,8 @@ pub struct MariaDbSink {
     peer: PeerId,
     /// The stream consumer whose checkpoint and applied HLC this sink keeps.
     consumer: String,
+    /// Per table: whether to take incoming keys as new (no state read).
+    guesses: HashMap<TableName, FreshGuess>,
 }
 
 /// One open apply transaction.
@@ -81,6 +83,8 @@ pub struct ApplyTxn<'c> {
     tx: Transaction<'c, MySql>,
     /// The replicated tables.
     tables: &'c HashMap<TableName, TableInfo>,
+    /// Per table: whether to take incoming keys as new.
+    guesses: &'c mut HashMap<TableName, FreshGuess>,
     /// The merge policies.
     policies: &'c PolicySet,
     /// This peer.
@@ -116,6 +120,7 @@ impl MariaDbSink {
             policies,
             peer,
             consumer,
+            guesses: HashMap::new(),
         })
     }
 
@@ -155,6 +160,7 @@ impl MariaDbSink {
         Ok(ApplyTxn {
             tx,
             tables: &self.tables,
+            guesses: &mut self.guesses,
             policies: &self.policies,
             peer: &self.peer,
             consumer: &self.consumer,
@@ -206,6 +212,7 @@ impl ApplyTxn<'_> {
                 &group,
                 &mut done,
                 self.peer,
+                self.guesses.entry(name.clone()).or_default(),
             )
             .await?;
             self.wrote_rows |= merged.wrote_rows;

@@ -128,6 +128,68 @@ pub async fn write(
     Ok(())
 }
 
+/// Inserts `rows` as the first states of their keys, if none of the keys has a state yet
+/// (locking them as the read would); otherwise changes nothing and returns false. Used when
+/// apply guesses every key is new ([`meshsync_merge::FreshGuess`]).
+pub async fn insert_fresh(
+    conn: &mut MySqlConnection,
+    tbl: &str,
+    rows: &[StateRow<'_>],
+) -> Result<bool, MariaDbError> {
+    sqlx::query("SAVEPOINT meshsync_fresh")
+        .execute(&mut *conn)
+        .await
+        .map_err(MariaDbError::query("savepoint"))?;
+    let mut added = 0;
+    for chunk in chunks(rows) {
+        // IGNORE skips only keys that have a state (keys are checked against the column's
+        // size before, and the other columns take any value).
+        let sql = format!(
+            "INSERT IGNORE INTO meshsync.row_state (tbl, pk, state, deleted_at) VALUES {}",
+            vec!["(?, ?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (k, s, d) in chunk {
+            q = q.bind(tbl).bind(*k).bind(s.as_slice()).bind(*d);
+        }
+        added += q
+            .execute(&mut *conn)
+            .await
+            .map_err(MariaDbError::query("insert new row states"))?
+            .rows_affected();
+    }
+    if added == rows.len() as u64 {
+        return Ok(true);
+    }
+    sqlx::query("ROLLBACK TO SAVEPOINT meshsync_fresh")
+        .execute(&mut *conn)
+        .await
+        .map_err(MariaDbError::query("rollback to savepoint"))?;
+    Ok(false)
+}
+
+/// Removes the states of `keys` (new states whose rows the server then refused).
+pub async fn forget(
+    conn: &mut MySqlConnection,
+    tbl: &str,
+    keys: &[&[u8]],
+) -> Result<(), MariaDbError> {
+    for chunk in keys.chunks(READ_KEYS) {
+        let sql = format!(
+            "DELETE FROM meshsync.row_state WHERE tbl = ? AND pk IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tbl);
+        for k in chunk {
+            q = q.bind(*k);
+        }
+        q.execute(&mut *conn)
+            .await
+            .map_err(MariaDbError::query("remove refused row states"))?;
+    }
+    Ok(())
+}
+
 /// Forgets up to `limit` states of deleted rows whose tombstone is older than `before` (an
 /// `hlc_column` time); returns how many. Safe because apply parks every change stamped
 /// before the retention cutoff: none could lose to a forgotten tombstone.

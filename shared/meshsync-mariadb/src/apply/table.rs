@@ -2,13 +2,20 @@
 //! read and lock their states, merge (meshsync-merge), write the rows that changed, store the
 //! states. The same steps as the PostgreSQL sink's.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use meshsync_core::{BatchReport, Cell, ChangeBatch, Parked, PeerId, Value, digest};
-use meshsync_merge::{ConflictRecord, Outcome, RowAction, RowInput, TablePolicies, plan_table};
+use meshsync_merge::{
+    ConflictRecord, FreshGuess, Outcome, RowAction, RowInput, StoredRow, TablePlan, TablePolicies,
+    plan_table,
+};
 use sqlx::MySqlConnection;
 
-use super::{RowWrite, state, write_rows};
+use super::{
+    RowWrite,
+    state::{self, StateRow},
+    write_rows,
+};
 use crate::{
     catalog::{Column, TableInfo},
     error::MariaDbError,
@@ -130,20 +137,13 @@ pub struct Merged {
     pub wrote_rows: bool,
 }
 
-/// Merges `batches` (one table, stream order) into the database inside the open transaction.
-/// `reports` has one entry per batch.
-pub async fn apply(
-    conn: &mut MySqlConnection,
-    flavour: Flavour,
+/// The incoming rows that fit this table, with their normalised keys; the others are parked.
+fn check<'b>(
     info: &TableInfo,
-    policies: &TablePolicies,
-    batches: &[&ChangeBatch],
+    batches: &[&'b ChangeBatch],
     reports: &mut [BatchReport],
-    me: &PeerId,
-) -> Result<Merged, MariaDbError> {
-    let started = std::time::Instant::now();
-    let tbl = info.name.to_string();
-    let mut inputs: Vec<RowInput<'_>> = Vec::new();
+) -> (Vec<RowInput<'b>>, HashSet<Vec<u8>>) {
+    let mut inputs: Vec<RowInput<'b>> = Vec::new();
     let mut keys: HashSet<Vec<u8>> = HashSet::new();
     for (b, batch) in batches.iter().enumerate() {
         for row in &batch.rows {
@@ -163,6 +163,156 @@ pub async fn apply(
             }
         }
     }
+    (inputs, keys)
+}
+
+/// A merge decided against the states read, with its row writes.
+struct Decided<'b> {
+    plan: TablePlan<'b>,
+    writes: Vec<RowWrite>,
+    /// The plan row of each write.
+    write_ids: Vec<usize>,
+}
+
+fn decide<'b>(
+    info: &TableInfo,
+    batches: &[&'b ChangeBatch],
+    inputs: &[RowInput<'b>],
+    stored: &HashMap<Vec<u8>, StoredRow>,
+    policies: &TablePolicies,
+    me: &PeerId,
+) -> Decided<'b> {
+    let plan = plan_table(batches, inputs, stored, policies, me);
+    let (mut writes, mut write_ids) = (Vec::new(), Vec::new());
+    for (id, row) in plan.rows.iter().enumerate() {
+        let write = match &row.write {
+            None | Some(RowAction::None) => continue,
+            Some(RowAction::Delete) => RowWrite::Delete {
+                key: row.key_values.to_vec(),
+            },
+            Some(RowAction::Insert(cols) | RowAction::Update(cols)) => {
+                let whole = row.stored.state.visible().unwrap_or_default();
+                row_write(info, row.key_values, whole, cols)
+            }
+        };
+        writes.push(write);
+        write_ids.push(id);
+    }
+    Decided {
+        plan,
+        writes,
+        write_ids,
+    }
+}
+
+impl Decided<'_> {
+    /// Writes the rows; returns the server's refusals by plan row.
+    async fn write(
+        &self,
+        conn: &mut MySqlConnection,
+        flavour: Flavour,
+        info: &TableInfo,
+    ) -> Result<HashMap<usize, String>, MariaDbError> {
+        let refused = write_rows(conn, flavour, info, &self.writes).await?;
+        Ok(refused
+            .into_iter()
+            .filter_map(|(w, reason)| Some((*self.write_ids.get(w)?, reason)))
+            .collect())
+    }
+
+    /// The states to store, new and changed, but none for keys in `failed`.
+    fn states(&self, failed: &HashMap<usize, String>) -> (Vec<StateRow<'_>>, Vec<StateRow<'_>>) {
+        let (mut new, mut changed) = (Vec::new(), Vec::new());
+        for (id, row) in self.plan.rows.iter().enumerate() {
+            if !row.state_changed || failed.contains_key(&id) {
+                continue;
+            }
+            let deleted_at = match (&row.stored.state.tombstone, row.stored.state.is_visible()) {
+                (Some(t), false) => Some(hlc_column::to_columns(t.hlc).0),
+                _ => None,
+            };
+            let to = if row.existed { &mut changed } else { &mut new };
+            to.push((row.key.as_slice(), row.stored.encode(), deleted_at));
+        }
+        (new, changed)
+    }
+
+    /// Reports every incoming row (parked with the reason when its key is in `failed`); says
+    /// whether any row was written.
+    fn account(
+        &self,
+        inputs: &[RowInput<'_>],
+        failed: &HashMap<usize, String>,
+        reports: &mut [BatchReport],
+    ) -> bool {
+        for (id, row) in self.plan.rows.iter().enumerate() {
+            for i in &row.inputs {
+                let input = &inputs[*i];
+                let report = &mut reports[input.batch];
+                match (failed.get(&id), self.plan.outcomes[*i]) {
+                    (Some(reason), _) => report.parked.push(Parked {
+                        row: Some(input.row.index),
+                        reason: reason.clone(),
+                    }),
+                    (None, Outcome::Applied) => report.applied += 1,
+                    (None, Outcome::Superseded) => report.superseded += 1,
+                }
+            }
+        }
+        failed.len() < self.writes.len()
+    }
+}
+
+/// Merges `batches` (one table, stream order) into the database inside the open transaction.
+/// `reports` has one entry per batch. When `guess` says so, the keys are taken to be new to
+/// this peer and their states inserted without a read; should one exist, that insert is
+/// undone and the states read.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply(
+    conn: &mut MySqlConnection,
+    flavour: Flavour,
+    info: &TableInfo,
+    policies: &TablePolicies,
+    batches: &[&ChangeBatch],
+    reports: &mut [BatchReport],
+    me: &PeerId,
+    guess: &mut FreshGuess,
+) -> Result<Merged, MariaDbError> {
+    let started = std::time::Instant::now();
+    let tbl = info.name.to_string();
+    let (mut inputs, keys) = check(info, batches, reports);
+    if guess.try_now() {
+        let decided = decide(info, batches, &inputs, &HashMap::new(), policies, me);
+        // A key whose state would not change could not prove it had none.
+        if decided.plan.rows.iter().all(|r| r.state_changed) {
+            let (new, _) = decided.states(&HashMap::new());
+            if state::insert_fresh(conn, &tbl, &new).await? {
+                guess.hit();
+                let failed = decided.write(conn, flavour, info).await?;
+                if !failed.is_empty() {
+                    let keys: Vec<&[u8]> = failed
+                        .keys()
+                        .map(|id| decided.plan.rows[*id].key.as_slice())
+                        .collect();
+                    state::forget(conn, &tbl, &keys).await?;
+                }
+                let wrote_rows = decided.account(&inputs, &failed, reports);
+                tracing::debug!(
+                    table = %tbl,
+                    rows = inputs.len(),
+                    fresh = true,
+                    total = ?started.elapsed(),
+                    "table merged"
+                );
+                return Ok(Merged {
+                    conflicts: decided.plan.conflicts,
+                    wrote_rows,
+                });
+            }
+        }
+        guess.missed();
+    }
+
     let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     let stored = state::read(conn, &tbl, &keys).await?;
     let read = started.elapsed();
@@ -180,61 +330,11 @@ pub async fn apply(
         }
         !bad
     });
-
-    let plan = plan_table(batches, &inputs, &stored.rows, policies, me);
-    let mut writes = Vec::new();
-    let mut write_ids = Vec::new();
-    for (id, row) in plan.rows.iter().enumerate() {
-        let write = match &row.write {
-            None | Some(RowAction::None) => continue,
-            Some(RowAction::Delete) => RowWrite::Delete {
-                key: row.key_values.to_vec(),
-            },
-            Some(RowAction::Insert(cols) | RowAction::Update(cols)) => {
-                let whole = row.stored.state.visible().unwrap_or_default();
-                row_write(info, row.key_values, whole, cols)
-            }
-        };
-        writes.push(write);
-        write_ids.push(id);
-    }
-    let refused = write_rows(conn, flavour, info, &writes).await?;
-    let wrote_rows = refused.len() < writes.len();
+    let decided = decide(info, batches, &inputs, &stored.rows, policies, me);
+    let failed = decided.write(conn, flavour, info).await?;
     let written = started.elapsed();
-    let mut failed = HashSet::new();
-    for (w, reason) in refused {
-        let Some(&id) = write_ids.get(w) else {
-            continue;
-        };
-        failed.insert(id);
-        for i in &plan.rows[id].inputs {
-            let input = &inputs[*i];
-            reports[input.batch].parked.push(Parked {
-                row: Some(input.row.index),
-                reason: reason.clone(),
-            });
-        }
-    }
-    let (mut new, mut changed) = (Vec::new(), Vec::new());
-    for (id, row) in plan.rows.iter().enumerate() {
-        if failed.contains(&id) {
-            continue;
-        }
-        for i in &row.inputs {
-            match plan.outcomes[*i] {
-                Outcome::Applied => reports[inputs[*i].batch].applied += 1,
-                Outcome::Superseded => reports[inputs[*i].batch].superseded += 1,
-            }
-        }
-        if row.state_changed {
-            let deleted_at = match (&row.stored.state.tombstone, row.stored.state.is_visible()) {
-                (Some(t), false) => Some(hlc_column::to_columns(t.hlc).0),
-                _ => None,
-            };
-            let to = if row.existed { &mut changed } else { &mut new };
-            to.push((row.key.as_slice(), row.stored.encode(), deleted_at));
-        }
-    }
+    let wrote_rows = decided.account(&inputs, &failed, reports);
+    let (new, changed) = decided.states(&failed);
     state::write(conn, &tbl, &new, &changed).await?;
     tracing::debug!(
         table = %tbl,
@@ -245,7 +345,7 @@ pub async fn apply(
         "table merged"
     );
     Ok(Merged {
-        conflicts: plan.conflicts,
+        conflicts: decided.plan.conflicts,
         wrote_rows,
     })
 }

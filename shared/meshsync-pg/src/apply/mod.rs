@@ -14,7 +14,7 @@ use std::{collections::HashMap, time::Duration};
 
 pub use meshsync_core::{BatchReport, Parked};
 use meshsync_core::{ChangeBatch, Hlc, PeerId, TableName, by_table};
-use meshsync_merge::{ConflictRecord, PolicySet};
+use meshsync_merge::{ConflictRecord, FreshGuess, PolicySet};
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 use tracing::debug;
 
@@ -27,12 +27,15 @@ pub struct PgSink {
     policies: PolicySet,
     peer: PeerId,
     consumer: String,
+    /// Per table: whether to take incoming keys as new (no state read).
+    guesses: HashMap<TableName, FreshGuess>,
 }
 
 /// One open apply transaction.
 pub struct ApplyTxn<'c> {
     tx: Transaction<'c, Postgres>,
     sink_tables: &'c HashMap<TableName, TableInfo>,
+    guesses: &'c mut HashMap<TableName, FreshGuess>,
     policies: &'c PolicySet,
     peer: &'c PeerId,
     consumer: &'c str,
@@ -91,6 +94,7 @@ impl PgSink {
             policies,
             peer,
             consumer,
+            guesses: HashMap::new(),
         })
     }
 
@@ -129,6 +133,7 @@ impl PgSink {
         Ok(ApplyTxn {
             tx,
             sink_tables: &self.tables,
+            guesses: &mut self.guesses,
             policies: &self.policies,
             peer: &self.peer,
             consumer: &self.consumer,
@@ -164,8 +169,17 @@ impl ApplyTxn<'_> {
             let group: Vec<&ChangeBatch> = good.iter().map(|i| batches[*i]).collect();
             let mut done = vec![BatchReport::default(); group.len()];
             let policies = self.policies.table(table);
-            let outcome =
-                table::apply(&mut self.tx, info, &policies, &group, &mut done, self.peer).await?;
+            let guess = self.guesses.entry(table.clone()).or_default();
+            let outcome = table::apply(
+                &mut self.tx,
+                info,
+                &policies,
+                &group,
+                &mut done,
+                self.peer,
+                guess,
+            )
+            .await?;
             self.conflicts.extend(outcome.conflicts);
             for (i, report) in good.into_iter().zip(done) {
                 if report.applied > 0 && batches[i].origin != *self.peer {

@@ -36,6 +36,12 @@ const UPSERT: &str = "INSERT INTO meshsync.row_state (tbl, pk, state, deleted_at
 const INSERT_NEW: &str = "INSERT INTO meshsync.row_state (tbl, pk, state, deleted_at)
      SELECT $1, * FROM unnest($2::bytea[], $3::bytea[], $4::int8[])";
 
+/// New states when apply guesses every key is new ([`meshsync_merge::FreshGuess`]): only
+/// missing ones are added, and the count says whether the guess held.
+const INSERT_FRESH: &str = "INSERT INTO meshsync.row_state (tbl, pk, state, deleted_at)
+     SELECT $1, * FROM unnest($2::bytea[], $3::bytea[], $4::int8[])
+     ON CONFLICT (tbl, pk) DO NOTHING";
+
 /// Reads and locks the states of `keys` of table `tbl`.
 pub async fn read(conn: &mut PgConnection, tbl: &str, keys: &[&[u8]]) -> Result<States, PgError> {
     let rows = sqlx::query(READ)
@@ -61,6 +67,58 @@ pub async fn read(conn: &mut PgConnection, tbl: &str, keys: &[&[u8]]) -> Result<
 /// One state to store: key, encoded state, and for a deleted row its tombstone time.
 pub type StateRow<'k> = (&'k [u8], Vec<u8>, Option<i64>);
 
+/// Inserts `rows` as the first states of their keys, if none of the keys has a state yet
+/// (locking them as the read would); otherwise changes nothing and returns false.
+pub async fn insert_fresh(
+    conn: &mut PgConnection,
+    tbl: &str,
+    rows: &[StateRow<'_>],
+) -> Result<bool, PgError> {
+    sqlx::query("SAVEPOINT meshsync_fresh")
+        .execute(&mut *conn)
+        .await
+        .map_err(PgError::query("savepoint"))?;
+    let added = bind(sqlx::query(INSERT_FRESH), tbl, rows)
+        .execute(&mut *conn)
+        .await
+        .map_err(PgError::query("insert new row states"))?
+        .rows_affected();
+    if added == rows.len() as u64 {
+        return Ok(true);
+    }
+    sqlx::query("ROLLBACK TO SAVEPOINT meshsync_fresh")
+        .execute(&mut *conn)
+        .await
+        .map_err(PgError::query("rollback to savepoint"))?;
+    Ok(false)
+}
+
+/// Removes the states of `keys` (new states whose rows PostgreSQL then refused).
+pub async fn forget(conn: &mut PgConnection, tbl: &str, keys: &[&[u8]]) -> Result<(), PgError> {
+    sqlx::query("DELETE FROM meshsync.row_state WHERE tbl = $1 AND pk = ANY($2::bytea[])")
+        .bind(tbl)
+        .bind(keys)
+        .execute(&mut *conn)
+        .await
+        .map_err(PgError::query("remove refused row states"))?;
+    Ok(())
+}
+
+/// Binds `tbl` and the columns of `rows` to a statement over `unnest($2, $3, $4)`.
+fn bind<'q>(
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    tbl: &'q str,
+    rows: &'q [StateRow<'_>],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let (mut pks, mut blobs, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
+    for (k, s, d) in rows {
+        pks.push(*k);
+        blobs.push(s.as_slice());
+        deleted.push(*d);
+    }
+    q.bind(tbl).bind(pks).bind(blobs).bind(deleted)
+}
+
 /// Stores the states of table `tbl`: `new` ones (no state was read for the key) and
 /// `changed` ones.
 pub async fn write(
@@ -76,17 +134,7 @@ pub async fn write(
         if rows.is_empty() {
             continue;
         }
-        let (mut pks, mut blobs, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
-        for (k, s, d) in rows {
-            pks.push(*k);
-            blobs.push(s.as_slice());
-            deleted.push(*d);
-        }
-        sqlx::query(sql)
-            .bind(tbl)
-            .bind(pks)
-            .bind(blobs)
-            .bind(deleted)
+        bind(sqlx::query(sql), tbl, rows)
             .execute(&mut *conn)
             .await
             .map_err(PgError::query(what))?;

@@ -4,10 +4,15 @@
 use std::collections::{HashMap, HashSet};
 
 use meshsync_core::{Cell, ChangeBatch, PeerId, Value};
-use meshsync_merge::{ConflictRecord, Outcome, RowAction, RowInput, TablePolicies, plan_table};
+use meshsync_merge::{
+    ConflictRecord, FreshGuess, Outcome, RowAction, RowInput, StoredRow, TablePlan, TablePolicies,
+    plan_table,
+};
+use tracing::debug;
 
 use super::{
-    BatchReport, Parked, state,
+    BatchReport, Parked,
+    state::{self, StateRow},
     write::{self, RowWrite},
 };
 use crate::{catalog::TableInfo, error::PgError, hlc_column, types::to_sql_text};
@@ -58,20 +63,23 @@ pub struct TableOutcome {
     pub conflicts: Vec<ConflictRecord>,
 }
 
-/// Merges `batches` (one table, stream order) into the database inside the open transaction.
-/// `reports` has one entry per batch.
-pub async fn apply(
-    conn: &mut sqlx::PgConnection,
+/// The incoming rows that fit this table, with their normalised keys; the others are parked.
+struct Checked<'b> {
+    /// Rows to merge, in stream order.
+    inputs: Vec<RowInput<'b>>,
+    /// Key values as SQL text, by normalised key.
+    key_texts: HashMap<Vec<u8>, Vec<Option<String>>>,
+}
+
+fn check<'b>(
     info: &TableInfo,
-    policies: &TablePolicies,
-    batches: &[&ChangeBatch],
+    batches: &[&'b ChangeBatch],
     reports: &mut [BatchReport],
-    me: &PeerId,
-) -> Result<TableOutcome, PgError> {
-    let started = std::time::Instant::now();
-    let tbl = info.name.to_string();
-    let mut inputs: Vec<RowInput<'_>> = Vec::new();
-    let mut key_texts: HashMap<Vec<u8>, Vec<Option<String>>> = HashMap::new();
+) -> Checked<'b> {
+    let mut out = Checked {
+        inputs: Vec::new(),
+        key_texts: HashMap::new(),
+    };
     for (b, batch) in batches.iter().enumerate() {
         for row in &batch.rows {
             let checked = key_text(info, &batch.key_columns, &row.key).and_then(|k| {
@@ -81,8 +89,8 @@ pub async fn apply(
             match checked {
                 Ok(text) => {
                     let key = key_bytes(&text);
-                    key_texts.entry(key.clone()).or_insert(text);
-                    inputs.push(RowInput { batch: b, row, key });
+                    out.key_texts.entry(key.clone()).or_insert(text);
+                    out.inputs.push(RowInput { batch: b, row, key });
                 }
                 Err(reason) => reports[b].parked.push(Parked {
                     row: Some(row.index),
@@ -91,30 +99,29 @@ pub async fn apply(
             }
         }
     }
-    // In index order: neighbouring probes touch the same index pages.
-    let mut keys: Vec<&[u8]> = key_texts.keys().map(Vec::as_slice).collect();
-    keys.sort_unstable();
-    let checked = started.elapsed();
-    let stored = state::read(conn, &tbl, &keys).await?;
-    let read = started.elapsed();
-    let unreadable: HashSet<&[u8]> = stored.unreadable.iter().map(Vec::as_slice).collect();
-    inputs.retain(|i| {
-        let bad = unreadable.contains(i.key.as_slice());
-        if bad {
-            reports[i.batch].parked.push(Parked {
-                row: Some(i.row.index),
-                reason: format!(
-                    "the stored merge state of this row of {tbl} is unreadable (written by a \
-                     newer meshsync?); upgrade this peer"
-                ),
-            });
-        }
-        !bad
-    });
+    out
+}
 
-    let plan = plan_table(batches, &inputs, &stored.rows, policies, me);
-    let planned = started.elapsed();
-    let mut writes = Vec::new();
+/// A merge decided against the states read: the row writes and the keys refused before
+/// writing (a merged value this column cannot hold).
+struct Decided<'b> {
+    plan: TablePlan<'b>,
+    writes: Vec<RowWrite>,
+    /// Reason by plan row.
+    refused: HashMap<usize, String>,
+}
+
+fn decide<'b>(
+    info: &TableInfo,
+    batches: &[&'b ChangeBatch],
+    key_texts: &HashMap<Vec<u8>, Vec<Option<String>>>,
+    inputs: &[RowInput<'b>],
+    stored: &HashMap<Vec<u8>, StoredRow>,
+    policies: &TablePolicies,
+    me: &PeerId,
+) -> Decided<'b> {
+    let plan = plan_table(batches, inputs, stored, policies, me);
+    let (mut writes, mut refused) = (Vec::new(), HashMap::new());
     for (id, row) in plan.rows.iter().enumerate() {
         let Some(action) = &row.write else { continue };
         let key = key_texts.get(&row.key).cloned().unwrap_or_default();
@@ -135,53 +142,165 @@ pub async fn apply(
                 cells,
                 changed,
             }),
-            Err(reason) => park_key(&plan.rows[id].inputs, &inputs, reports, &reason),
-        }
-    }
-    let prepared = started.elapsed();
-    let failed = write::write(conn, info, &writes).await?;
-    let written = started.elapsed();
-    let mut failed_keys = HashSet::new();
-    for (id, reason) in failed {
-        failed_keys.insert(id);
-        park_key(&plan.rows[id].inputs, &inputs, reports, &reason);
-    }
-    let (mut new, mut changed) = (Vec::new(), Vec::new());
-    for (id, row) in plan.rows.iter().enumerate() {
-        if failed_keys.contains(&id) {
-            continue;
-        }
-        for i in &row.inputs {
-            match plan.outcomes[*i] {
-                Outcome::Applied => reports[inputs[*i].batch].applied += 1,
-                Outcome::Superseded => reports[inputs[*i].batch].superseded += 1,
+            Err(reason) => {
+                refused.insert(id, reason);
             }
         }
-        if row.state_changed {
-            let to = if row.existed { &mut changed } else { &mut new };
+    }
+    Decided {
+        plan,
+        writes,
+        refused,
+    }
+}
+
+impl Decided<'_> {
+    /// The states to store, new and changed, but none for keys in `refused` or `failed`.
+    fn states(&self, failed: &HashMap<usize, String>) -> (Vec<StateRow<'_>>, Vec<StateRow<'_>>) {
+        let (mut new, mut changed) = (Vec::new(), Vec::new());
+        for (id, row) in self.plan.rows.iter().enumerate() {
+            if !row.state_changed || self.refused.contains_key(&id) || failed.contains_key(&id) {
+                continue;
+            }
             let deleted_at = match (&row.stored.state.tombstone, row.stored.state.is_visible()) {
                 (Some(t), false) => Some(hlc_column::to_columns(t.hlc).0),
                 _ => None,
             };
+            let to = if row.existed { &mut changed } else { &mut new };
             to.push((row.key.as_slice(), row.stored.encode(), deleted_at));
         }
+        (new, changed)
     }
-    let encoded = started.elapsed();
+
+    /// Reports every incoming row: parked with its key's reason when refused or `failed`,
+    /// else applied or superseded.
+    fn account(
+        &self,
+        inputs: &[RowInput<'_>],
+        failed: &HashMap<usize, String>,
+        reports: &mut [BatchReport],
+    ) {
+        for (id, row) in self.plan.rows.iter().enumerate() {
+            let reason = self.refused.get(&id).or_else(|| failed.get(&id));
+            for i in &row.inputs {
+                let input = &inputs[*i];
+                let report = &mut reports[input.batch];
+                match (reason, self.plan.outcomes[*i]) {
+                    (Some(reason), _) => report.parked.push(Parked {
+                        row: Some(input.row.index),
+                        reason: reason.clone(),
+                    }),
+                    (None, Outcome::Applied) => report.applied += 1,
+                    (None, Outcome::Superseded) => report.superseded += 1,
+                }
+            }
+        }
+    }
+}
+
+/// Merges `batches` (one table, stream order) into the database inside the open transaction.
+/// `reports` has one entry per batch. When `guess` says so, the keys are taken to be new to
+/// this peer and their states inserted without a read; should one exist, that insert is
+/// undone and the states read.
+pub async fn apply(
+    conn: &mut sqlx::PgConnection,
+    info: &TableInfo,
+    policies: &TablePolicies,
+    batches: &[&ChangeBatch],
+    reports: &mut [BatchReport],
+    me: &PeerId,
+    guess: &mut FreshGuess,
+) -> Result<TableOutcome, PgError> {
+    let started = std::time::Instant::now();
+    let tbl = info.name.to_string();
+    let checked = check(info, batches, reports);
+    if guess.try_now() {
+        let none = HashMap::new();
+        let decided = decide(
+            info,
+            batches,
+            &checked.key_texts,
+            &checked.inputs,
+            &none,
+            policies,
+            me,
+        );
+        // A key whose state would not change could not prove it had none.
+        if decided.plan.rows.iter().all(|r| r.state_changed) {
+            let (new, _) = decided.states(&HashMap::new());
+            if state::insert_fresh(conn, &tbl, &new).await? {
+                guess.hit();
+                let failed: HashMap<usize, String> = write::write(conn, info, &decided.writes)
+                    .await?
+                    .into_iter()
+                    .collect();
+                if !failed.is_empty() {
+                    let keys: Vec<&[u8]> = failed
+                        .keys()
+                        .map(|id| decided.plan.rows[*id].key.as_slice())
+                        .collect();
+                    state::forget(conn, &tbl, &keys).await?;
+                }
+                decided.account(&checked.inputs, &failed, reports);
+                debug!(table = %tbl, rows = checked.inputs.len(), fresh = true, total = ?started.elapsed(), "table merged");
+                return Ok(TableOutcome {
+                    conflicts: decided.plan.conflicts,
+                });
+            }
+        }
+        guess.missed();
+    }
+
+    // In index order: neighbouring probes touch the same index pages.
+    let Checked {
+        mut inputs,
+        key_texts,
+    } = checked;
+    let mut keys: Vec<&[u8]> = key_texts.keys().map(Vec::as_slice).collect();
+    keys.sort_unstable();
+    let stored = state::read(conn, &tbl, &keys).await?;
+    let read = started.elapsed();
+    let unreadable: HashSet<&[u8]> = stored.unreadable.iter().map(Vec::as_slice).collect();
+    inputs.retain(|i| {
+        let bad = unreadable.contains(i.key.as_slice());
+        if bad {
+            reports[i.batch].parked.push(Parked {
+                row: Some(i.row.index),
+                reason: format!(
+                    "the stored merge state of this row of {tbl} is unreadable (written by a \
+                     newer meshsync?); upgrade this peer"
+                ),
+            });
+        }
+        !bad
+    });
+    let decided = decide(
+        info,
+        batches,
+        &key_texts,
+        &inputs,
+        &stored.rows,
+        policies,
+        me,
+    );
+    let failed: HashMap<usize, String> = write::write(conn, info, &decided.writes)
+        .await?
+        .into_iter()
+        .collect();
+    let written = started.elapsed();
+    decided.account(&inputs, &failed, reports);
+    let (new, changed) = decided.states(&failed);
     state::write(conn, &tbl, &new, &changed).await?;
-    tracing::debug!(
+    debug!(
         table = %tbl,
         rows = inputs.len(),
-        ?checked,
         ?read,
-        ?planned,
-        ?prepared,
         ?written,
-        ?encoded,
         total = ?started.elapsed(),
         "table merged"
     );
     Ok(TableOutcome {
-        conflicts: plan.conflicts,
+        conflicts: decided.plan.conflicts,
     })
 }
 
@@ -199,14 +318,4 @@ fn cells_text<'s>(
             Ok((name.clone(), text))
         })
         .collect()
-}
-
-/// Parks every incoming row that made one key's write.
-fn park_key(members: &[usize], inputs: &[RowInput<'_>], reports: &mut [BatchReport], reason: &str) {
-    for i in members {
-        reports[inputs[*i].batch].parked.push(Parked {
-            row: Some(inputs[*i].row.index),
-            reason: reason.to_owned(),
-        });
-    }
 }
