@@ -6,5 +6,6 @@
 
 mod decode_fixtures;
 mod props;
+mod sink_fresh;
 mod support;
 mod verify;

@@ -228,7 +228,9 @@ pub async fn apply(
         // A key whose state would not change could not prove it had none.
         if decided.plan.rows.iter().all(|r| r.state_changed) {
             let (new, _) = decided.states(&HashMap::new());
+            let planned = started.elapsed();
             if state::insert_fresh(conn, &tbl, &new).await? {
+                let stored = started.elapsed();
                 guess.hit();
                 let failed: HashMap<usize, String> = write::write(conn, info, &decided.writes)
                     .await?
@@ -242,7 +244,15 @@ pub async fn apply(
                     state::forget(conn, &tbl, &keys).await?;
                 }
                 decided.account(&checked.inputs, &failed, reports);
-                debug!(table = %tbl, rows = checked.inputs.len(), fresh = true, total = ?started.elapsed(), "table merged");
+                debug!(
+                    table = %tbl,
+                    rows = checked.inputs.len(),
+                    fresh = true,
+                    ?planned,
+                    ?stored,
+                    total = ?started.elapsed(),
+                    "table merged"
+                );
                 return Ok(TableOutcome {
                     conflicts: decided.plan.conflicts,
                 });

@@ -1,0 +1,144 @@
+//! `PgSink` taking a batch's keys as new (no state read, `FreshGuess`) against a real
+//! PostgreSQL: a known key among new ones still merges against its state, and a new row
+//! PostgreSQL refuses keeps no state.
+
+use meshsync_core::{
+    BatchReport, Cell, ChangeBatch, Hlc, Op, PeerId, RowChange, SchemaVersion, SourcePosition,
+    TableName, TxnId, Value,
+};
+use meshsync_merge::PolicySet;
+use meshsync_pg::{
+    apply::PgSink,
+    catalog,
+    setup::{self, Names},
+};
+use meshsync_testkit::Postgres;
+use sqlx::PgConnection;
+
+const T: &str =
+    "CREATE TABLE public.t (id int8 PRIMARY KEY, a text, n int8 NOT NULL CHECK (n < 100))";
+
+fn peer(p: &str) -> PeerId {
+    PeerId::new(p).unwrap()
+}
+
+/// Inserts of `(id, a, n)` into `public.t` by `origin`, stamped `secs` after a day.
+fn insert(origin: &str, secs: u64, rows: &[(i64, &str, i64)]) -> ChangeBatch {
+    let rows = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (id, a, n))| RowChange {
+            index: i as u32,
+            op: Op::Insert,
+            key: vec![Value::Int(*id)],
+            cells: vec![
+                Cell::Value(Value::Int(*id)),
+                Cell::Value(Value::Text((*a).to_owned())),
+                Cell::Value(Value::Int(*n)),
+            ],
+            deltas: Vec::new(),
+        })
+        .collect();
+    ChangeBatch {
+        origin: peer(origin),
+        database: "postgres".into(),
+        table: TableName::new("public", "t"),
+        hlc: Hlc {
+            time: (86_400 + secs) << 32,
+            node: 1,
+        },
+        position: SourcePosition(secs.to_string()),
+        txn: TxnId(secs.to_string()),
+        chunk: 0,
+        schema: SchemaVersion(1),
+        key_columns: vec!["id".into()],
+        columns: vec!["id".into(), "a".into(), "n".into()],
+        rows,
+    }
+}
+
+/// A server with table `public.t` and the meshsync schema, a connection and a sink.
+async fn prepared() -> (Postgres, PgConnection, PgSink) {
+    let pg = Postgres::start().await.unwrap();
+    let mut c = pg.connect("postgres").await.unwrap();
+    sqlx::raw_sql(T).execute(&mut c).await.unwrap();
+    let names = Names::for_peer(&peer("me"));
+    let tables = [TableName::new("public", "t")];
+    setup::prepare(&mut c, &names, &tables).await.unwrap();
+    let infos = catalog::load(&mut c, &tables).await.unwrap();
+    let sink = PgSink::connect(
+        &pg.url("postgres"),
+        &names,
+        infos,
+        PolicySet::default(),
+        peer("me"),
+        "apply_me".into(),
+    )
+    .await
+    .unwrap();
+    (pg, c, sink)
+}
+
+/// Applies `batch` in one committed transaction; (applied, superseded, parked).
+async fn apply(sink: &mut PgSink, batch: &ChangeBatch, upto: u64) -> (usize, usize, Vec<String>) {
+    let mut txn = sink.begin().await.unwrap();
+    let reports: Vec<BatchReport> = txn.apply(&[batch]).await.unwrap();
+    txn.commit(upto).await.unwrap();
+    let r = &reports[0];
+    let parked = r.parked.iter().map(|p| p.reason.clone()).collect();
+    (r.applied, r.superseded, parked)
+}
+
+async fn rows(c: &mut PgConnection) -> Vec<(i64, String, i64)> {
+    sqlx::query_as("SELECT id, a, n FROM public.t ORDER BY id")
+        .fetch_all(c)
+        .await
+        .unwrap()
+}
+
+async fn states(c: &mut PgConnection) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM meshsync.row_state")
+        .fetch_one(c)
+        .await
+        .unwrap();
+    n
+}
+
+#[tokio::test]
+async fn a_known_key_among_new_ones_merges_against_its_state() {
+    let (_pg, mut c, mut s) = prepared().await;
+    // All new: taken as new, and right.
+    let first = insert("x", 200, &[(1, "newer", 1)]);
+    assert_eq!(apply(&mut s, &first, 1).await, (1, 0, vec![]));
+    // Key 1 is known now, with a newer write: taking this batch as new must be found out.
+    let second = insert("y", 100, &[(1, "older", 2), (2, "two", 2), (3, "three", 3)]);
+    assert_eq!(apply(&mut s, &second, 2).await, (2, 1, vec![]));
+    // Right after the miss (states read directly) and once the guess is tried again.
+    for (i, secs) in [(4, 150), (5, 160), (6, 170)] {
+        let b = insert("y", secs, &[(1, "older", 9), (i, "more", i)]);
+        assert_eq!(apply(&mut s, &b, i as u64).await, (1, 1, vec![]));
+    }
+    let got = rows(&mut c).await;
+    assert_eq!(got[0], (1, "newer".to_owned(), 1));
+    assert_eq!(got.len(), 6);
+    assert_eq!(states(&mut c).await, 6);
+}
+
+#[tokio::test]
+async fn a_new_row_postgres_refuses_keeps_no_state() {
+    let (_pg, mut c, mut s) = prepared().await;
+    // Row 2 breaks the CHECK: parked, and no state recorded for it.
+    let first = insert("x", 200, &[(1, "ok", 1), (2, "too big", 500)]);
+    let (applied, superseded, parked) = apply(&mut s, &first, 1).await;
+    assert_eq!((applied, superseded, parked.len()), (1, 0, 1));
+    assert!(parked[0].contains("23514"), "{parked:?}");
+    assert_eq!(states(&mut c).await, 1);
+    // So an older, valid write of row 2 still applies (a stored state of the refused row
+    // would make it lose).
+    let second = insert("y", 100, &[(2, "fits", 2)]);
+    assert_eq!(apply(&mut s, &second, 2).await, (1, 0, vec![]));
+    assert_eq!(
+        rows(&mut c).await,
+        [(1, "ok".to_owned(), 1), (2, "fits".to_owned(), 2)]
+    );
+}
