@@ -81,3 +81,27 @@ async fn a_new_row_the_server_refuses_keeps_no_state() {
     assert_eq!(tally(&apply(&mut s, &[&second], 2).await), (1, 0, 0));
     assert_eq!(dump(&mut c, "t", "id, a, n").await, ["1|ok|1", "2|fits|2"]);
 }
+
+#[tokio::test]
+async fn a_known_key_in_a_later_chunk_undoes_the_chunks_before_it() {
+    let (m, mut c) = prepared(T).await;
+    let mut s = sink(&m, &["t"]).await;
+    let first = insert("x", 200, &[(1_500, "newer", 1)]);
+    assert_eq!(tally(&apply(&mut s, &[&first], 1).await), (1, 0, 0));
+    // 2,000 keys, taken as new in chunks of 1,000: the known key 1,500 is in the second, so
+    // the first chunk's writes must be undone before the states are read.
+    let text: Vec<String> = (1..=2_000).map(|i| format!("r{i}")).collect();
+    let big: Vec<(i64, &str, i64)> = (1..=2_000)
+        .map(|i| (i, text[i as usize - 1].as_str(), i % 50))
+        .collect();
+    let second = insert("y", 100, &big);
+    assert_eq!(tally(&apply(&mut s, &[&second], 2).await), (1_999, 1, 0));
+    let got = dump(&mut c, "t", "id, a").await;
+    assert_eq!(got.len(), 2_000);
+    assert_eq!(got[1_499], "1500|newer");
+    assert_eq!(got[0], "1|r1");
+    assert_eq!(
+        count(&mut c, "SELECT COUNT(*) FROM meshsync.row_state").await,
+        2_000
+    );
+}

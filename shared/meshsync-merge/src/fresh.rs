@@ -7,6 +7,15 @@
 //! not, the sink undoes that insert and reads the states as usual. A wrong guess costs one
 //! wasted insert, so after one the sink reads directly for a while, longer after each miss in
 //! a row (update-heavy workloads soon stop guessing).
+//!
+//! Planned against no states, the chunks of a batch are independent, so the sink can decide
+//! one chunk while the database writes the one before ([`overlapped`]).
+
+use std::collections::HashMap;
+
+use meshsync_core::{BatchReport, Parked};
+
+use crate::{Outcome, RowInput};
 
 /// Most batches read directly after a run of wrong guesses.
 const MAX_SKIP: u32 = 64;
@@ -43,9 +52,142 @@ impl FreshGuess {
     }
 }
 
+/// Decides each of `chunks` and executes it, deciding (and dropping) one chunk while the one
+/// before is executed: the agent's CPU work overlaps the database's. Stops at the first
+/// chunk `execute` answers `None` for (the guess missed) and returns `None`; otherwise every
+/// chunk's result, in order.
+pub async fn overlapped<C, D, R, E>(
+    chunks: &[C],
+    mut decide: impl FnMut(&C) -> D,
+    mut execute: impl AsyncFnMut(&C, &D) -> Result<Option<R>, E>,
+) -> Result<Option<Vec<R>>, E> {
+    let mut out = Vec::with_capacity(chunks.len());
+    let Some(first) = chunks.first() else {
+        return Ok(Some(out));
+    };
+    let mut current = decide(first);
+    let mut executing = first;
+    // Freeing a decided chunk takes time too: it happens while the next one executes.
+    let mut done: Option<D> = None;
+    for i in 1..=chunks.len() {
+        let (result, next) = futures::join!(execute(executing, &current), async {
+            drop(done.take());
+            chunks.get(i).map(&mut decide)
+        });
+        match result? {
+            Some(r) => out.push(r),
+            None => return Ok(None),
+        }
+        match (next, chunks.get(i)) {
+            (Some(next), Some(chunk)) => {
+                done = Some(std::mem::replace(&mut current, next));
+                executing = chunk;
+            }
+            _ => break,
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Splits `inputs` (stream order) into chunks of at most `keys` distinct keys, every input of
+/// a key in the same chunk, stream order kept within each.
+pub fn chunks_by_key<'b>(inputs: &[RowInput<'b>], keys: usize) -> Vec<Vec<RowInput<'b>>> {
+    let mut chunk_of: HashMap<&[u8], usize> = HashMap::new();
+    let mut out: Vec<Vec<RowInput<'b>>> = Vec::new();
+    for input in inputs {
+        let next = chunk_of.len() / keys.max(1);
+        let c = *chunk_of.entry(input.key.as_slice()).or_insert(next);
+        if out.len() <= c {
+            out.resize_with(c + 1, Vec::new);
+        }
+        out[c].push(input.clone());
+    }
+    out
+}
+
+/// What became of one incoming row: (batch, row index, outcome or the reason it was parked).
+pub type RowResult = (usize, u32, Result<Outcome, String>);
+
+/// Counts `results` into `reports` (one per batch).
+pub fn tally(results: impl IntoIterator<Item = RowResult>, reports: &mut [BatchReport]) {
+    for (batch, row, result) in results {
+        let Some(report) = reports.get_mut(batch) else {
+            continue;
+        };
+        match result {
+            Ok(Outcome::Applied) => report.applied += 1,
+            Ok(Outcome::Superseded) => report.superseded += 1,
+            Err(reason) => report.parked.push(Parked {
+                row: Some(row),
+                reason,
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::FreshGuess;
+    use std::{cell::RefCell, convert::Infallible};
+
+    use super::{FreshGuess, overlapped};
+
+    /// Pending once (waking itself at once), then ready.
+    async fn yield_once() {
+        let mut yielded = false;
+        std::future::poll_fn(|cx| {
+            if yielded {
+                return std::task::Poll::Ready(());
+            }
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        })
+        .await;
+    }
+
+    #[test]
+    fn chunks_are_decided_one_ahead_and_a_miss_stops_them() {
+        let log = RefCell::new(Vec::new());
+        let run = |miss_at: Option<u32>| {
+            log.borrow_mut().clear();
+            futures::executor::block_on(overlapped(
+                &[1u32, 2, 3],
+                |c| {
+                    log.borrow_mut().push(format!("decide {c}"));
+                    *c
+                },
+                async |_: &u32, d: &u32| {
+                    log.borrow_mut().push(format!("execute {d}"));
+                    // Yield once, as a database round trip would.
+                    yield_once().await;
+                    Ok::<_, Infallible>((miss_at != Some(*d)).then_some(d * 10))
+                },
+            ))
+        };
+        assert_eq!(run(None), Ok(Some(vec![10, 20, 30])));
+        // Chunk 2 is decided while chunk 1 executes.
+        assert_eq!(
+            *log.borrow(),
+            [
+                "decide 1",
+                "execute 1",
+                "decide 2",
+                "execute 2",
+                "decide 3",
+                "execute 3"
+            ]
+        );
+        assert_eq!(run(Some(2)), Ok(None));
+        assert!(!log.borrow().contains(&"execute 3".to_owned()));
+        assert_eq!(
+            futures::executor::block_on(overlapped(
+                &[] as &[u32],
+                |c| *c,
+                async |_: &u32, _: &u32| Ok::<_, Infallible>(Some(1))
+            )),
+            Ok(Some(vec![]))
+        );
+    }
 
     #[test]
     fn misses_in_a_row_back_off_and_a_hit_resets() {

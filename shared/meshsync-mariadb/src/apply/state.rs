@@ -128,18 +128,32 @@ pub async fn write(
     Ok(())
 }
 
-/// Inserts `rows` as the first states of their keys, if none of the keys has a state yet
-/// (locking them as the read would); otherwise changes nothing and returns false. Used when
-/// apply guesses every key is new ([`meshsync_merge::FreshGuess`]).
-pub async fn insert_fresh(
-    conn: &mut MySqlConnection,
-    tbl: &str,
-    rows: &[StateRow<'_>],
-) -> Result<bool, MariaDbError> {
+/// Marks where [`rollback_to_savepoint`] returns to: before the states and rows of a batch
+/// taken as new.
+pub async fn savepoint(conn: &mut MySqlConnection) -> Result<(), MariaDbError> {
     sqlx::query("SAVEPOINT meshsync_fresh")
         .execute(&mut *conn)
         .await
         .map_err(MariaDbError::query("savepoint"))?;
+    Ok(())
+}
+
+/// Undoes everything since [`savepoint`] (the guess that the keys were new missed).
+pub async fn rollback_to_savepoint(conn: &mut MySqlConnection) -> Result<(), MariaDbError> {
+    sqlx::query("ROLLBACK TO SAVEPOINT meshsync_fresh")
+        .execute(&mut *conn)
+        .await
+        .map_err(MariaDbError::query("rollback to savepoint"))?;
+    Ok(())
+}
+
+/// Inserts `rows` as the first states of their keys, skipping keys that have one; false if
+/// any had (the transaction must then go back to the [`savepoint`]).
+pub async fn insert_new(
+    conn: &mut MySqlConnection,
+    tbl: &str,
+    rows: &[StateRow<'_>],
+) -> Result<bool, MariaDbError> {
     let mut added = 0;
     for chunk in chunks(rows) {
         // IGNORE skips only keys that have a state (keys are checked against the column's
@@ -158,14 +172,7 @@ pub async fn insert_fresh(
             .map_err(MariaDbError::query("insert new row states"))?
             .rows_affected();
     }
-    if added == rows.len() as u64 {
-        return Ok(true);
-    }
-    sqlx::query("ROLLBACK TO SAVEPOINT meshsync_fresh")
-        .execute(&mut *conn)
-        .await
-        .map_err(MariaDbError::query("rollback to savepoint"))?;
-    Ok(false)
+    Ok(added == rows.len() as u64)
 }
 
 /// Removes the states of `keys` (new states whose rows the server then refused).

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use meshsync_core::{BatchReport, Cell, ChangeBatch, Parked, PeerId, Value, digest};
 use meshsync_merge::{
-    ConflictRecord, FreshGuess, Outcome, RowAction, RowInput, StoredRow, TablePlan, TablePolicies,
-    plan_table,
+    ConflictRecord, FreshGuess, RowAction, RowInput, RowResult, StoredRow, TablePlan,
+    TablePolicies, chunks_by_key, overlapped, plan_table, tally,
 };
 use sqlx::MySqlConnection;
 
@@ -237,30 +237,98 @@ impl Decided<'_> {
         (new, changed)
     }
 
-    /// Reports every incoming row (parked with the reason when its key is in `failed`); says
-    /// whether any row was written.
-    fn account(
-        &self,
-        inputs: &[RowInput<'_>],
-        failed: &HashMap<usize, String>,
-        reports: &mut [BatchReport],
-    ) -> bool {
+    /// What became of every incoming row: parked with the reason when its key is in
+    /// `failed`, else applied or superseded.
+    fn results(&self, inputs: &[RowInput<'_>], failed: &HashMap<usize, String>) -> Vec<RowResult> {
+        let mut out = Vec::with_capacity(inputs.len());
         for (id, row) in self.plan.rows.iter().enumerate() {
             for i in &row.inputs {
-                let input = &inputs[*i];
-                let report = &mut reports[input.batch];
-                match (failed.get(&id), self.plan.outcomes[*i]) {
-                    (Some(reason), _) => report.parked.push(Parked {
-                        row: Some(input.row.index),
-                        reason: reason.clone(),
-                    }),
-                    (None, Outcome::Applied) => report.applied += 1,
-                    (None, Outcome::Superseded) => report.superseded += 1,
-                }
+                let result = match failed.get(&id) {
+                    Some(reason) => Err(reason.clone()),
+                    None => Ok(self.plan.outcomes[*i]),
+                };
+                out.push((inputs[*i].batch, inputs[*i].row.index, result));
             }
         }
-        failed.len() < self.writes.len()
+        out
     }
+}
+
+/// Distinct keys per chunk of a batch taken as new: the server writes one chunk while the
+/// agent decides the next.
+const FRESH_CHUNK_KEYS: usize = 1_000;
+
+/// One chunk of a batch taken as new, done.
+struct ChunkDone {
+    results: Vec<RowResult>,
+    conflicts: Vec<ConflictRecord>,
+    /// Whether any row was written.
+    wrote_rows: bool,
+}
+
+/// Merges `inputs` taking every key as new: chunk by chunk, states inserted first (adding
+/// only missing ones), then rows. `None` when the guess missed: everything it wrote is
+/// rolled back.
+#[allow(clippy::too_many_arguments)]
+async fn merge_fresh<'b>(
+    conn: &mut MySqlConnection,
+    flavour: Flavour,
+    info: &TableInfo,
+    policies: &TablePolicies,
+    batches: &[&'b ChangeBatch],
+    inputs: &[RowInput<'b>],
+    me: &PeerId,
+) -> Result<Option<Vec<ChunkDone>>, MariaDbError> {
+    let tbl = info.name.to_string();
+    let chunks = chunks_by_key(inputs, FRESH_CHUNK_KEYS);
+    let none = HashMap::new();
+    state::savepoint(conn).await?;
+    let decide = |chunk: &Vec<RowInput<'b>>| {
+        let decided = decide(info, batches, chunk, &none, policies, me);
+        // A key whose state would not change could not prove it had none.
+        let fresh = decided.plan.rows.iter().all(|r| r.state_changed);
+        let new: Vec<(Vec<u8>, Vec<u8>, Option<i64>)> = decided
+            .states(&HashMap::new())
+            .0
+            .into_iter()
+            .map(|(k, s, d)| (k.to_vec(), s, d))
+            .collect();
+        (decided, fresh, new)
+    };
+    let done = overlapped(
+        &chunks,
+        decide,
+        async |chunk: &Vec<RowInput<'b>>, (decided, fresh, new): &(Decided<'b>, bool, _)| {
+            if !*fresh {
+                return Ok::<_, MariaDbError>(None);
+            }
+            let rows: Vec<StateRow<'_>> = new
+                .iter()
+                .map(|(k, s, d)| (k.as_slice(), s.clone(), *d))
+                .collect();
+            if !state::insert_new(conn, &tbl, &rows).await? {
+                return Ok(None);
+            }
+            let failed = decided.write(conn, flavour, info).await?;
+            if !failed.is_empty() {
+                let keys: Vec<&[u8]> = failed
+                    .keys()
+                    .map(|id| decided.plan.rows[*id].key.as_slice())
+                    .collect();
+                state::forget(conn, &tbl, &keys).await?;
+            }
+            Ok(Some(ChunkDone {
+                results: decided.results(chunk, &failed),
+                conflicts: decided.plan.conflicts.clone(),
+                wrote_rows: failed.len() < decided.writes.len(),
+            }))
+        },
+    )
+    .await?;
+    if done.is_none() {
+        state::rollback_to_savepoint(conn).await?;
+    }
+    Ok(done)
 }
 
 /// Merges `batches` (one table, stream order) into the database inside the open transaction.
@@ -282,33 +350,26 @@ pub async fn apply(
     let tbl = info.name.to_string();
     let (mut inputs, keys) = check(info, batches, reports);
     if guess.try_now() {
-        let decided = decide(info, batches, &inputs, &HashMap::new(), policies, me);
-        // A key whose state would not change could not prove it had none.
-        if decided.plan.rows.iter().all(|r| r.state_changed) {
-            let (new, _) = decided.states(&HashMap::new());
-            if state::insert_fresh(conn, &tbl, &new).await? {
-                guess.hit();
-                let failed = decided.write(conn, flavour, info).await?;
-                if !failed.is_empty() {
-                    let keys: Vec<&[u8]> = failed
-                        .keys()
-                        .map(|id| decided.plan.rows[*id].key.as_slice())
-                        .collect();
-                    state::forget(conn, &tbl, &keys).await?;
-                }
-                let wrote_rows = decided.account(&inputs, &failed, reports);
-                tracing::debug!(
-                    table = %tbl,
-                    rows = inputs.len(),
-                    fresh = true,
-                    total = ?started.elapsed(),
-                    "table merged"
-                );
-                return Ok(Merged {
-                    conflicts: decided.plan.conflicts,
-                    wrote_rows,
-                });
+        if let Some(done) = merge_fresh(conn, flavour, info, policies, batches, &inputs, me).await?
+        {
+            guess.hit();
+            let (mut conflicts, mut wrote_rows) = (Vec::new(), false);
+            for chunk in done {
+                tally(chunk.results, reports);
+                conflicts.extend(chunk.conflicts);
+                wrote_rows |= chunk.wrote_rows;
             }
+            tracing::debug!(
+                table = %tbl,
+                rows = inputs.len(),
+                fresh = true,
+                total = ?started.elapsed(),
+                "table merged"
+            );
+            return Ok(Merged {
+                conflicts,
+                wrote_rows,
+            });
         }
         guess.missed();
     }
@@ -333,7 +394,8 @@ pub async fn apply(
     let decided = decide(info, batches, &inputs, &stored.rows, policies, me);
     let failed = decided.write(conn, flavour, info).await?;
     let written = started.elapsed();
-    let wrote_rows = decided.account(&inputs, &failed, reports);
+    let wrote_rows = failed.len() < decided.writes.len();
+    tally(decided.results(&inputs, &failed), reports);
     let (new, changed) = decided.states(&failed);
     state::write(conn, &tbl, &new, &changed).await?;
     tracing::debug!(

@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use meshsync_core::{Cell, ChangeBatch, PeerId, Value};
 use meshsync_merge::{
-    ConflictRecord, FreshGuess, Outcome, RowAction, RowInput, StoredRow, TablePlan, TablePolicies,
-    plan_table,
+    ConflictRecord, FreshGuess, RowAction, RowInput, RowResult, StoredRow, TablePlan,
+    TablePolicies, chunks_by_key, overlapped, plan_table, tally,
 };
 use tracing::debug;
 
@@ -172,30 +172,104 @@ impl Decided<'_> {
         (new, changed)
     }
 
-    /// Reports every incoming row: parked with its key's reason when refused or `failed`,
-    /// else applied or superseded.
-    fn account(
-        &self,
-        inputs: &[RowInput<'_>],
-        failed: &HashMap<usize, String>,
-        reports: &mut [BatchReport],
-    ) {
+    /// What became of every incoming row: parked with its key's reason when refused or
+    /// `failed`, else applied or superseded.
+    fn results(&self, inputs: &[RowInput<'_>], failed: &HashMap<usize, String>) -> Vec<RowResult> {
+        let mut out = Vec::with_capacity(inputs.len());
         for (id, row) in self.plan.rows.iter().enumerate() {
             let reason = self.refused.get(&id).or_else(|| failed.get(&id));
             for i in &row.inputs {
-                let input = &inputs[*i];
-                let report = &mut reports[input.batch];
-                match (reason, self.plan.outcomes[*i]) {
-                    (Some(reason), _) => report.parked.push(Parked {
-                        row: Some(input.row.index),
-                        reason: reason.clone(),
-                    }),
-                    (None, Outcome::Applied) => report.applied += 1,
-                    (None, Outcome::Superseded) => report.superseded += 1,
-                }
+                let result = match reason {
+                    Some(reason) => Err(reason.clone()),
+                    None => Ok(self.plan.outcomes[*i]),
+                };
+                out.push((inputs[*i].batch, inputs[*i].row.index, result));
             }
         }
+        out
     }
+}
+
+/// Distinct keys per chunk of a batch taken as new: the database writes one chunk while the
+/// agent decides the next.
+const FRESH_CHUNK_KEYS: usize = 1_000;
+
+/// One chunk of a batch taken as new, done: its rows' results and conflicts.
+struct ChunkDone {
+    results: Vec<RowResult>,
+    conflicts: Vec<ConflictRecord>,
+}
+
+/// Merges `checked` taking every key as new: chunk by chunk, states inserted first (which
+/// fails if any has one), then rows. `None` when the guess missed: everything it wrote is
+/// rolled back.
+async fn merge_fresh<'b>(
+    conn: &mut sqlx::PgConnection,
+    info: &TableInfo,
+    policies: &TablePolicies,
+    batches: &[&'b ChangeBatch],
+    checked: &Checked<'b>,
+    me: &PeerId,
+) -> Result<Option<Vec<ChunkDone>>, PgError> {
+    let tbl = info.name.to_string();
+    let chunks = chunks_by_key(&checked.inputs, FRESH_CHUNK_KEYS);
+    let none = HashMap::new();
+    state::savepoint(conn).await?;
+    let decide = |chunk: &Vec<RowInput<'b>>| {
+        let decided = decide(
+            info,
+            batches,
+            &checked.key_texts,
+            chunk,
+            &none,
+            policies,
+            me,
+        );
+        // A key whose state would not change could not prove it had none.
+        let fresh = decided.plan.rows.iter().all(|r| r.state_changed);
+        let (new, _) = decided.states(&HashMap::new());
+        let new: Vec<(Vec<u8>, Vec<u8>, Option<i64>)> = new
+            .into_iter()
+            .map(|(k, s, d)| (k.to_vec(), s, d))
+            .collect();
+        (decided, fresh, new)
+    };
+    let done = overlapped(
+        &chunks,
+        decide,
+        async |chunk: &Vec<RowInput<'b>>, (decided, fresh, new): &(Decided<'b>, bool, _)| {
+            if !*fresh {
+                return Ok(None);
+            }
+            let rows: Vec<StateRow<'_>> = new
+                .iter()
+                .map(|(k, s, d)| (k.as_slice(), s.clone(), *d))
+                .collect();
+            if !state::insert_new(conn, &tbl, &rows).await? {
+                return Ok(None);
+            }
+            let failed: HashMap<usize, String> = write::write(conn, info, &decided.writes)
+                .await?
+                .into_iter()
+                .collect();
+            if !failed.is_empty() {
+                let keys: Vec<&[u8]> = failed
+                    .keys()
+                    .map(|id| decided.plan.rows[*id].key.as_slice())
+                    .collect();
+                state::forget(conn, &tbl, &keys).await?;
+            }
+            Ok(Some(ChunkDone {
+                results: decided.results(chunk, &failed),
+                conflicts: decided.plan.conflicts.clone(),
+            }))
+        },
+    )
+    .await?;
+    if done.is_none() {
+        state::rollback_to_savepoint(conn).await?;
+    }
+    Ok(done)
 }
 
 /// Merges `batches` (one table, stream order) into the database inside the open transaction.
@@ -215,48 +289,21 @@ pub async fn apply(
     let tbl = info.name.to_string();
     let checked = check(info, batches, reports);
     if guess.try_now() {
-        let none = HashMap::new();
-        let decided = decide(
-            info,
-            batches,
-            &checked.key_texts,
-            &checked.inputs,
-            &none,
-            policies,
-            me,
-        );
-        // A key whose state would not change could not prove it had none.
-        if decided.plan.rows.iter().all(|r| r.state_changed) {
-            let (new, _) = decided.states(&HashMap::new());
-            let planned = started.elapsed();
-            if state::insert_fresh(conn, &tbl, &new).await? {
-                let stored = started.elapsed();
-                guess.hit();
-                let failed: HashMap<usize, String> = write::write(conn, info, &decided.writes)
-                    .await?
-                    .into_iter()
-                    .collect();
-                if !failed.is_empty() {
-                    let keys: Vec<&[u8]> = failed
-                        .keys()
-                        .map(|id| decided.plan.rows[*id].key.as_slice())
-                        .collect();
-                    state::forget(conn, &tbl, &keys).await?;
-                }
-                decided.account(&checked.inputs, &failed, reports);
-                debug!(
-                    table = %tbl,
-                    rows = checked.inputs.len(),
-                    fresh = true,
-                    ?planned,
-                    ?stored,
-                    total = ?started.elapsed(),
-                    "table merged"
-                );
-                return Ok(TableOutcome {
-                    conflicts: decided.plan.conflicts,
-                });
+        if let Some(done) = merge_fresh(conn, info, policies, batches, &checked, me).await? {
+            guess.hit();
+            let mut conflicts = Vec::new();
+            for chunk in done {
+                tally(chunk.results, reports);
+                conflicts.extend(chunk.conflicts);
             }
+            debug!(
+                table = %tbl,
+                rows = checked.inputs.len(),
+                fresh = true,
+                total = ?started.elapsed(),
+                "table merged"
+            );
+            return Ok(TableOutcome { conflicts });
         }
         guess.missed();
     }
@@ -298,7 +345,7 @@ pub async fn apply(
         .into_iter()
         .collect();
     let written = started.elapsed();
-    decided.account(&inputs, &failed, reports);
+    tally(decided.results(&inputs, &failed), reports);
     let (new, changed) = decided.states(&failed);
     state::write(conn, &tbl, &new, &changed).await?;
     debug!(
