@@ -81,6 +81,13 @@ pub async fn next_rows(src: &mut MariaDbSource) -> CapturedTxn {
 
 /// Reads until a heartbeat arrives, returning the transactions with rows seen before it.
 pub async fn drain(src: &mut MariaDbSource) -> Vec<CapturedTxn> {
+    let mut all = drain_all(src).await;
+    all.retain(|t| !t.rows.is_empty());
+    all
+}
+
+/// Reads until a heartbeat arrives, returning every transaction seen before it.
+pub async fn drain_all(src: &mut MariaDbSource) -> Vec<CapturedTxn> {
     let mut out = Vec::new();
     loop {
         match tokio::time::timeout(Duration::from_secs(20), src.next_event())
@@ -89,8 +96,7 @@ pub async fn drain(src: &mut MariaDbSource) -> Vec<CapturedTxn> {
             .unwrap()
         {
             SourceEvent::Heartbeat => return out,
-            SourceEvent::Txn(t) if !t.rows.is_empty() => out.push(t),
-            SourceEvent::Txn(_) => {}
+            SourceEvent::Txn(t) => out.push(t),
         }
     }
 }
