@@ -6,6 +6,6 @@
 
 mod decode_fixtures;
 mod props;
-mod sink_fresh;
+mod sink;
 mod support;
 mod verify;

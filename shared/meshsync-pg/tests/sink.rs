@@ -1,6 +1,7 @@
-//! `PgSink` taking a batch's keys as new (no state read, `FreshGuess`) against a real
-//! PostgreSQL: a known key among new ones still merges against its state, and a new row
-//! PostgreSQL refuses keeps no state.
+//! `PgSink` against a real PostgreSQL. Taking a batch's keys as new (no state read,
+//! `FreshGuess`): a known key among new ones still merges against its state, also in a later
+//! slice, and a new row PostgreSQL refuses keeps no state. A merged row whose value no longer
+//! fits its column is parked, not counted, and its state kept.
 
 use meshsync_core::{
     BatchReport, Cell, ChangeBatch, Hlc, Op, PeerId, RowChange, SchemaVersion, SourcePosition,
@@ -62,11 +63,17 @@ async fn prepared() -> (Postgres, PgConnection, PgSink) {
     let pg = Postgres::start().await.unwrap();
     let mut c = pg.connect("postgres").await.unwrap();
     sqlx::raw_sql(T).execute(&mut c).await.unwrap();
+    let sink = sink(&pg, &mut c).await;
+    (pg, c, sink)
+}
+
+/// A sink for `public.t` (its catalog read now).
+async fn sink(pg: &Postgres, c: &mut PgConnection) -> PgSink {
     let names = Names::for_peer(&peer("me"));
     let tables = [TableName::new("public", "t")];
-    setup::prepare(&mut c, &names, &tables).await.unwrap();
-    let infos = catalog::load(&mut c, &tables).await.unwrap();
-    let sink = PgSink::connect(
+    setup::prepare(c, &names, &tables).await.unwrap();
+    let infos = catalog::load(c, &tables).await.unwrap();
+    PgSink::connect(
         &pg.url("postgres"),
         &names,
         infos,
@@ -75,8 +82,7 @@ async fn prepared() -> (Postgres, PgConnection, PgSink) {
         "apply_me".into(),
     )
     .await
-    .unwrap();
-    (pg, c, sink)
+    .unwrap()
 }
 
 /// Applies `batch` in one committed transaction; (applied, superseded, parked).
@@ -90,7 +96,7 @@ async fn apply(sink: &mut PgSink, batch: &ChangeBatch, upto: u64) -> (usize, usi
 }
 
 async fn rows(c: &mut PgConnection) -> Vec<(i64, String, i64)> {
-    sqlx::query_as("SELECT id, a, n FROM public.t ORDER BY id")
+    sqlx::query_as("SELECT id, a::text, n FROM public.t ORDER BY id")
         .fetch_all(c)
         .await
         .unwrap()
@@ -161,4 +167,38 @@ async fn a_known_key_in_a_later_chunk_undoes_the_chunks_before_it() {
     assert_eq!(got[1_499], (1_500, "newer".to_owned(), 1));
     assert_eq!(got[0], (1, "r1".to_owned(), 1));
     assert_eq!(states(&mut c).await, 2_000);
+}
+
+#[tokio::test]
+async fn a_merged_value_the_column_no_longer_holds_is_parked_and_its_state_kept() {
+    let (pg, mut c, s) = prepared().await;
+    let mut s = s;
+    let first = insert("x", 100, &[(1, "one", 9)]);
+    assert_eq!(apply(&mut s, &first, 1).await, (1, 0, vec![]));
+    let state = || async {
+        let (b,): (Vec<u8>,) = sqlx::query_as("SELECT state FROM meshsync.row_state")
+            .fetch_one(&mut pg.connect("postgres").await.unwrap())
+            .await
+            .unwrap();
+        b
+    };
+    let before = state().await;
+    // The column changes type under the stored value "one".
+    drop(s);
+    sqlx::raw_sql("ALTER TABLE public.t ALTER a TYPE int2 USING 0")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let mut s = sink(&pg, &mut c).await;
+    // An update of n only: the merged row still holds a = "one", which int2 cannot hold.
+    let mut update = insert("y", 200, &[(1, "", 5)]);
+    update.rows[0].op = Op::Update;
+    update.rows[0].cells[1] = Cell::Unchanged;
+    let (applied, superseded, parked) = apply(&mut s, &update, 2).await;
+    assert_eq!((applied, superseded), (0, 0), "{parked:?}");
+    assert_eq!(parked.len(), 1);
+    assert!(parked[0].contains("column \"a\""), "{parked:?}");
+    // Nothing of it stored: neither the row nor the state moved.
+    assert_eq!(state().await, before);
+    assert_eq!(rows(&mut c).await, [(1, "0".to_owned(), 9)]);
 }
