@@ -205,6 +205,12 @@ impl PgSource {
     }
 
     fn on_data(&mut self, data: &[u8]) -> Result<(), PgError> {
+        // Apply's own rows (the origin message comes first) are dropped: not even parsed.
+        if self.open.as_ref().is_some_and(|t| t.from_apply)
+            && matches!(data.first(), Some(b'I' | b'U' | b'D'))
+        {
+            return Ok(());
+        }
         let msg = pgoutput::decode(data).map_err(PgError::Decode)?;
         match &msg {
             PgMessage::Relation(rel) => {
