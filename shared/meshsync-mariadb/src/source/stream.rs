@@ -125,7 +125,8 @@ pub struct MariaDbSource {
     flavour: Flavour,
     /// MySQL transaction assembly (unused on MariaDB).
     mysql: MySqlTxns,
-    /// Table ids of `meshsync.applied` (MySQL loop prevention).
+    /// Table ids of `meshsync.applied` (MySQL loop prevention; on MariaDB the one table of
+    /// apply's transactions whose rows are decoded).
     applied_ids: HashSet<u64>,
     /// For catalog reloads when a table map shows a new table id.
     sql: MySqlConnection,
@@ -390,7 +391,7 @@ impl MariaDbSource {
         };
         let id = tme.table_id();
         let name = TableName::new(tme.database_name(), tme.table_name());
-        if self.flavour == Flavour::MySql && name.to_string() == APPLIED_TABLE {
+        if name.to_string() == APPLIED_TABLE {
             self.applied_ids.insert(id);
         } else {
             // Ids are reused for other tables after a restart.
@@ -442,7 +443,7 @@ impl MariaDbSource {
             }
             return Ok(Some((id, Vec::new())));
         };
-        if only_applied && name.to_string() != APPLIED_TABLE {
+        if only_applied && !self.applied_ids.contains(&id) {
             return Ok(Some((id, Vec::new())));
         }
         let (Some(table), Some(tme)) = (self.tables.get(name), self.stream.get_tme(id)) else {
