@@ -12,6 +12,7 @@ pub mod apply;
 pub mod catalog;
 pub mod error;
 mod hlc_column;
+mod nodelay;
 pub mod setup;
 pub mod verify;
 

@@ -1,7 +1,8 @@
 //! `PgSink` against a real PostgreSQL. Taking a batch's keys as new (no state read,
 //! `FreshGuess`): a known key among new ones still merges against its state, also in a later
-//! slice, and a new row PostgreSQL refuses keeps no state. A merged row whose value no longer
-//! fits its column is parked, not counted, and its state kept.
+//! slice, and a new row PostgreSQL refuses keeps no state; each with COPY and with INSERT
+//! statements, and every supported type copied as the statements write it. A merged row whose
+//! value no longer fits its column is parked, not counted, and its state kept.
 
 use meshsync_core::{
     BatchReport, Cell, ChangeBatch, Hlc, Op, PeerId, RowChange, SchemaVersion, SourcePosition,
@@ -58,19 +59,50 @@ fn insert(origin: &str, secs: u64, rows: &[(i64, &str, i64)]) -> ChangeBatch {
     }
 }
 
-/// A server with table `public.t` and the meshsync schema, a connection and a sink.
-async fn prepared() -> (Postgres, PgConnection, PgSink) {
+/// A server with table `public.t` and the meshsync schema, a connection and a sink writing
+/// keys taken as new with COPY or with INSERT statements.
+async fn prepared(copy: bool) -> (Postgres, PgConnection, PgSink) {
     let pg = Postgres::start().await.unwrap();
     let mut c = pg.connect("postgres").await.unwrap();
     sqlx::raw_sql(T).execute(&mut c).await.unwrap();
-    let sink = sink(&pg, &mut c).await;
+    let mut sink = sink(&pg, &mut c).await;
+    assert!(sink.copies(), "the sink sets TCP_NODELAY and copies");
+    sink.set_copy(copy);
     (pg, c, sink)
 }
 
+/// Each case with COPY and with INSERT statements.
+macro_rules! both_ways {
+    ($($name:ident),*) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn with_copy() {
+                super::$name(true).await
+            }
+            #[tokio::test]
+            async fn with_insert() {
+                super::$name(false).await
+            }
+        }
+    )*};
+}
+
+both_ways!(
+    a_known_key_among_new_ones_merges_against_its_state,
+    a_new_row_postgres_refuses_keeps_no_state,
+    a_known_key_in_a_later_chunk_undoes_the_chunks_before_it,
+    a_row_here_without_a_state_is_merged_not_doubled
+);
+
 /// A sink for `public.t` (its catalog read now).
 async fn sink(pg: &Postgres, c: &mut PgConnection) -> PgSink {
+    sink_of(pg, c, "t").await
+}
+
+/// A sink for table `public.<table>`.
+async fn sink_of(pg: &Postgres, c: &mut PgConnection, table: &str) -> PgSink {
     let names = Names::for_peer(&peer("me"));
-    let tables = [TableName::new("public", "t")];
+    let tables = [TableName::new("public", table)];
     setup::prepare(c, &names, &tables).await.unwrap();
     let infos = catalog::load(c, &tables).await.unwrap();
     PgSink::connect(
@@ -110,12 +142,12 @@ async fn states(c: &mut PgConnection) -> i64 {
     n
 }
 
-#[tokio::test]
-async fn a_known_key_among_new_ones_merges_against_its_state() {
-    let (_pg, mut c, mut s) = prepared().await;
+async fn a_known_key_among_new_ones_merges_against_its_state(copy: bool) {
+    let (_pg, mut c, mut s) = prepared(copy).await;
     // All new: taken as new, and right.
     let first = insert("x", 200, &[(1, "newer", 1)]);
     assert_eq!(apply(&mut s, &first, 1).await, (1, 0, vec![]));
+    assert_eq!(s.copied_rows(), u64::from(copy));
     // Key 1 is known now, with a newer write: taking this batch as new must be found out.
     let second = insert("y", 100, &[(1, "older", 2), (2, "two", 2), (3, "three", 3)]);
     assert_eq!(apply(&mut s, &second, 2).await, (2, 1, vec![]));
@@ -130,9 +162,8 @@ async fn a_known_key_among_new_ones_merges_against_its_state() {
     assert_eq!(states(&mut c).await, 6);
 }
 
-#[tokio::test]
-async fn a_new_row_postgres_refuses_keeps_no_state() {
-    let (_pg, mut c, mut s) = prepared().await;
+async fn a_new_row_postgres_refuses_keeps_no_state(copy: bool) {
+    let (_pg, mut c, mut s) = prepared(copy).await;
     // Row 2 breaks the CHECK: parked, and no state recorded for it.
     let first = insert("x", 200, &[(1, "ok", 1), (2, "too big", 500)]);
     let (applied, superseded, parked) = apply(&mut s, &first, 1).await;
@@ -149,9 +180,8 @@ async fn a_new_row_postgres_refuses_keeps_no_state() {
     );
 }
 
-#[tokio::test]
-async fn a_known_key_in_a_later_chunk_undoes_the_chunks_before_it() {
-    let (_pg, mut c, mut s) = prepared().await;
+async fn a_known_key_in_a_later_chunk_undoes_the_chunks_before_it(copy: bool) {
+    let (_pg, mut c, mut s) = prepared(copy).await;
     let first = insert("x", 200, &[(1_500, "newer", 1)]);
     assert_eq!(apply(&mut s, &first, 1).await, (1, 0, vec![]));
     // 2,000 keys, taken as new in chunks of 1,000: the known key 1,500 is in the second, so
@@ -169,9 +199,29 @@ async fn a_known_key_in_a_later_chunk_undoes_the_chunks_before_it() {
     assert_eq!(states(&mut c).await, 2_000);
 }
 
+async fn a_row_here_without_a_state_is_merged_not_doubled(copy: bool) {
+    let (_pg, mut c, mut s) = prepared(copy).await;
+    // Written here and not yet back from the stream: a row without a state.
+    sqlx::raw_sql("INSERT INTO public.t VALUES (2, 'local', 7)")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let b = insert("x", 100, &[(1, "one", 1), (2, "two", 2), (3, "three", 3)]);
+    assert_eq!(apply(&mut s, &b, 1).await, (3, 0, vec![]));
+    assert_eq!(
+        rows(&mut c).await,
+        [
+            (1, "one".to_owned(), 1),
+            (2, "two".to_owned(), 2),
+            (3, "three".to_owned(), 3)
+        ]
+    );
+    assert_eq!(states(&mut c).await, 3);
+}
+
 #[tokio::test]
 async fn a_merged_value_the_column_no_longer_holds_is_parked_and_its_state_kept() {
-    let (pg, mut c, s) = prepared().await;
+    let (pg, mut c, s) = prepared(true).await;
     let mut s = s;
     let first = insert("x", 100, &[(1, "one", 9)]);
     assert_eq!(apply(&mut s, &first, 1).await, (1, 0, vec![]));
@@ -201,4 +251,92 @@ async fn a_merged_value_the_column_no_longer_holds_is_parked_and_its_state_kept(
     // Nothing of it stored: neither the row nor the state moved.
     assert_eq!(state().await, before);
     assert_eq!(rows(&mut c).await, [(1, "0".to_owned(), 9)]);
+}
+
+const KINDS: &str = "
+CREATE TYPE public.mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE public.kinds (
+    id int8 PRIMARY KEY, s int2, i int4, n numeric(12,3), f4 float4, f8 float8, b bool,
+    t text, vc varchar(20), c char(4), by bytea, u uuid, j json, jb jsonb,
+    ts timestamp, tz timestamptz, d date, tm time, m public.mood, arr int4[], tarr text[]
+);";
+
+/// Every supported type, and a row of NULLs, written to a new database; the rows as text.
+async fn kinds_written(copy: bool) -> (Vec<String>, u64) {
+    let pg = Postgres::start().await.unwrap();
+    let mut c = pg.connect("postgres").await.unwrap();
+    sqlx::raw_sql(KINDS).execute(&mut c).await.unwrap();
+    let mut s = sink_of(&pg, &mut c, "kinds").await;
+    s.set_copy(copy);
+    let text = |t: &str| Value::Text(t.to_owned());
+    let json = |t: &str| Value::Json(t.to_owned());
+    let full = vec![
+        Value::Int(1),
+        Value::Int(-3),
+        Value::Int(42),
+        Value::Decimal("12345.678".into()),
+        Value::Float(1.5),
+        Value::Float(-2.25e-10),
+        Value::Bool(true),
+        // What COPY reads as syntax: tab, newline, carriage return, backslash, \N.
+        text("h\u{e9}llo\tand\nlines\r\\N \\."),
+        text("short"),
+        text("ab"),
+        Value::Bytes(vec![0xde, 0xad, 0x5c, 0x09, 0x0a]),
+        Value::Uuid(*b"0123456789abcdef"),
+        json("{\"k\": [1, \"\\t\"]}"),
+        json("{\"b\": 1, \"a\": null}"),
+        Value::LocalTimestamp(1_795_000_000_102_608),
+        Value::Timestamp(1_795_000_000_102_600),
+        Value::Date(20_418),
+        Value::Time(62_499_500_000),
+        text("happy"),
+        json("[1, null, 3]"),
+        json("[\"a b\", \"c\\\"d\", \"tab\\there\"]"),
+    ];
+    let nulls: Vec<Value> = std::iter::once(Value::Int(2))
+        .chain(std::iter::repeat_n(Value::Null, full.len() - 1))
+        .collect();
+    let columns: Vec<String> = [
+        "id", "s", "i", "n", "f4", "f8", "b", "t", "vc", "c", "by", "u", "j", "jb", "ts", "tz",
+        "d", "tm", "m", "arr", "tarr",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut batch = insert("x", 100, &[]);
+    batch.table = TableName::new("public", "kinds");
+    batch.columns = columns;
+    batch.rows = [full, nulls]
+        .into_iter()
+        .enumerate()
+        .map(|(i, values)| RowChange {
+            index: i as u32,
+            op: Op::Insert,
+            key: vec![values[0].clone()],
+            cells: values.into_iter().map(Cell::Value).collect(),
+            deltas: Vec::new(),
+        })
+        .collect();
+    assert_eq!(apply(&mut s, &batch, 1).await, (2, 0, vec![]));
+    let rows = sqlx::query_as("SELECT k::text FROM public.kinds k ORDER BY id")
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(t,): (String,)| t)
+        .collect();
+    (rows, s.copied_rows())
+}
+
+#[tokio::test]
+async fn every_supported_type_is_copied_as_the_statements_would_write_it() {
+    let (copied, n) = kinds_written(true).await;
+    assert_eq!(
+        n, 2,
+        "both rows went through COPY, none fell back to statements"
+    );
+    let (inserted, n) = kinds_written(false).await;
+    assert_eq!(n, 0);
+    assert_eq!(copied, inserted);
+    assert!(copied[0].contains("\\\\x"), "{}", copied[0]);
 }

@@ -6,6 +6,7 @@
 //! this database drops what apply writes (I7), and every transaction emits the highest HLC it
 //! applied as a logical message, so capture stamps later local writes above it (I8).
 
+mod copy;
 mod state;
 mod table;
 mod write;
@@ -16,7 +17,7 @@ pub use meshsync_core::{BatchReport, Parked};
 use meshsync_core::{ChangeBatch, Hlc, PeerId, TableName, by_table};
 use meshsync_merge::{ConflictRecord, FreshGuess, PolicySet};
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::{catalog::TableInfo, error::PgError, setup::Names, source::stream::APPLIED_HLC_PREFIX};
 
@@ -29,6 +30,10 @@ pub struct PgSink {
     consumer: String,
     /// Per table: whether to take incoming keys as new (no state read).
     guesses: HashMap<TableName, FreshGuess>,
+    /// Write new keys with COPY (the connection has TCP_NODELAY, or is a Unix socket).
+    copy: bool,
+    /// Rows written with COPY by committed transactions.
+    copied: u64,
 }
 
 /// One open apply transaction.
@@ -36,6 +41,9 @@ pub struct ApplyTxn<'c> {
     tx: Transaction<'c, Postgres>,
     sink_tables: &'c HashMap<TableName, TableInfo>,
     guesses: &'c mut HashMap<TableName, FreshGuess>,
+    copy: bool,
+    copied_total: &'c mut u64,
+    copied: u64,
     policies: &'c PolicySet,
     peer: &'c PeerId,
     consumer: &'c str,
@@ -88,6 +96,7 @@ impl PgSink {
                 .await
                 .map_err(PgError::query(what))?;
         }
+        let copy = nodelay(&mut conn, url).await?;
         Ok(PgSink {
             conn,
             tables,
@@ -95,7 +104,25 @@ impl PgSink {
             peer,
             consumer,
             guesses: HashMap::new(),
+            copy,
+            copied: 0,
         })
+    }
+
+    /// Whether keys taken as new are written with COPY (else INSERT statements).
+    pub fn copies(&self) -> bool {
+        self.copy
+    }
+
+    /// Writes keys taken as new with COPY or not; `connect` turns it on whenever the
+    /// connection allows.
+    pub fn set_copy(&mut self, copy: bool) {
+        self.copy = copy;
+    }
+
+    /// Rows written with COPY by the transactions committed so far.
+    pub fn copied_rows(&self) -> u64 {
+        self.copied
     }
 
     /// The last stream sequence committed by this consumer (0 if none).
@@ -134,12 +161,47 @@ impl PgSink {
             tx,
             sink_tables: &self.tables,
             guesses: &mut self.guesses,
+            copy: self.copy,
+            copied_total: &mut self.copied,
+            copied: 0,
             policies: &self.policies,
             peer: &self.peer,
             consumer: &self.consumer,
             max_hlc: None,
             conflicts: Vec::new(),
         })
+    }
+}
+
+/// Whether `conn` sends small writes at once: over TCP only once TCP_NODELAY is set, which
+/// sqlx 0.9.0 does not do (see [`crate::nodelay`]). Without it new keys are written with
+/// INSERT statements instead of COPY.
+async fn nodelay(conn: &mut PgConnection, url: &str) -> Result<bool, PgError> {
+    let (port,): (Option<i32>,) = sqlx::query_as("SELECT inet_server_port()")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(PgError::query("read the server port"))?;
+    let Some(port) = port.and_then(|p| u16::try_from(p).ok()) else {
+        return Ok(true); // A Unix socket: no Nagle's algorithm.
+    };
+    // The port we connected to, which a proxy may map to another one on the server.
+    let port = url
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .map(|o| o.get_port())
+        .unwrap_or(port);
+    match crate::nodelay::set_for_server_port(port) {
+        Ok(n) if n > 0 => Ok(true),
+        Ok(_) => {
+            warn!(
+                port,
+                "no connection to the database's port found to set TCP_NODELAY on; new keys are written with INSERT instead of COPY"
+            );
+            Ok(false)
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot set TCP_NODELAY on the apply connection (a container without CAP_SYS_PTRACE refuses pidfd_getfd); new keys are written with INSERT instead of COPY");
+            Ok(false)
+        }
     }
 }
 
@@ -169,7 +231,10 @@ impl ApplyTxn<'_> {
             let group: Vec<&ChangeBatch> = good.iter().map(|i| batches[*i]).collect();
             let mut done = vec![BatchReport::default(); group.len()];
             let policies = self.policies.table(table);
-            let guess = self.guesses.entry(table.clone()).or_default();
+            let new_keys = table::NewKeys {
+                guess: self.guesses.entry(table.clone()).or_default(),
+                copy: self.copy,
+            };
             let outcome = table::apply(
                 &mut self.tx,
                 info,
@@ -177,10 +242,11 @@ impl ApplyTxn<'_> {
                 &group,
                 &mut done,
                 self.peer,
-                guess,
+                new_keys,
             )
             .await?;
             self.conflicts.extend(outcome.conflicts);
+            self.copied += outcome.copied;
             for (i, report) in good.into_iter().zip(done) {
                 if report.applied > 0 && batches[i].origin != *self.peer {
                     self.max_hlc = self.max_hlc.max(Some(batches[i].hlc));
@@ -219,6 +285,8 @@ impl ApplyTxn<'_> {
         self.tx
             .commit()
             .await
-            .map_err(PgError::query("commit an apply transaction"))
+            .map_err(PgError::query("commit an apply transaction"))?;
+        *self.copied_total += self.copied;
+        Ok(())
     }
 }

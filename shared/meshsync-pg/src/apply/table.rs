@@ -12,6 +12,7 @@ use tracing::debug;
 
 use super::{
     BatchReport, Parked,
+    copy::{self, RowsCopy, StatesCopy},
     state::{self, StateRow},
     write::{self, RowWrite},
 };
@@ -61,6 +62,8 @@ fn check_values(info: &TableInfo, batch: &ChangeBatch, cells: &[Cell]) -> Result
 pub struct TableOutcome {
     /// Conflicts resolved.
     pub conflicts: Vec<ConflictRecord>,
+    /// Rows written with COPY.
+    pub copied: u64,
 }
 
 /// The incoming rows that fit this table, with their normalised keys; the others are parked.
@@ -198,6 +201,129 @@ const FRESH_CHUNK_KEYS: usize = 1_000;
 struct ChunkDone {
     results: Vec<RowResult>,
     conflicts: Vec<ConflictRecord>,
+    copied: u64,
+}
+
+/// How the rows and states of keys taken as new reach the database.
+enum FreshWrite {
+    /// COPY: the states' binary data and the rows by column set (deletes stay statements).
+    Copy {
+        states: Option<Vec<u8>>,
+        rows: Vec<RowsCopy>,
+    },
+    /// Statements: the new states, owned (the decided chunk is borrowed while it executes).
+    Insert(Vec<(Vec<u8>, Vec<u8>, Option<i64>)>),
+}
+
+/// A chunk of keys taken as new, decided.
+struct FreshChunk<'b> {
+    decided: Decided<'b>,
+    /// Every key's state changes: a key whose state would not could not prove it had none.
+    fresh: bool,
+    write: FreshWrite,
+}
+
+/// Merges `chunk` against no states and prepares its writes.
+fn decide_fresh<'b>(
+    info: &TableInfo,
+    batches: &[&'b ChangeBatch],
+    key_texts: &HashMap<Vec<u8>, Vec<Option<String>>>,
+    chunk: &[RowInput<'b>],
+    policies: &TablePolicies,
+    me: &PeerId,
+    copy: bool,
+) -> FreshChunk<'b> {
+    let none = HashMap::new();
+    let mut decided = decide(info, batches, key_texts, chunk, &none, policies, me);
+    let fresh = decided.plan.rows.iter().all(|r| r.state_changed);
+    let (new, _) = decided.states(&HashMap::new());
+    if !copy {
+        let new = new
+            .into_iter()
+            .map(|(k, s, d)| (k.to_vec(), s, d))
+            .collect();
+        return FreshChunk {
+            decided,
+            fresh,
+            write: FreshWrite::Insert(new),
+        };
+    }
+    let mut states = StatesCopy::new(&info.name.to_string());
+    for (k, s, d) in new {
+        states.push(k, &s, d);
+    }
+    let states = states.finish();
+    let mut rows: Vec<RowsCopy> = Vec::new();
+    for w in std::mem::take(&mut decided.writes) {
+        if w.delete {
+            decided.writes.push(w);
+            continue;
+        }
+        // Key columns the cells do not carry come from the key.
+        let from_key: Vec<(&String, Option<&str>)> = info
+            .key
+            .iter()
+            .zip(&w.key)
+            .filter(|(k, _)| !w.cells.iter().any(|(c, _)| c == *k))
+            .map(|(k, v)| (k, v.as_deref()))
+            .collect();
+        let columns = from_key
+            .iter()
+            .map(|(k, _)| *k)
+            .chain(w.cells.iter().map(|(c, _)| c));
+        let group = match rows
+            .iter()
+            .position(|g| g.columns.iter().eq(columns.clone()))
+        {
+            Some(g) => g,
+            None => {
+                rows.push(RowsCopy::new(columns.cloned().collect()));
+                rows.len() - 1
+            }
+        };
+        let values = from_key
+            .iter()
+            .map(|(_, v)| *v)
+            .chain(w.cells.iter().map(|(_, v)| v.as_deref()));
+        rows[group].push(values);
+    }
+    FreshChunk {
+        decided,
+        fresh,
+        write: FreshWrite::Copy { states, rows },
+    }
+}
+
+/// Writes a decided chunk of keys taken as new; false when one of them was not new after all
+/// (or, with COPY, a row was refused: the path that reads states finds which).
+async fn write_fresh(
+    conn: &mut sqlx::PgConnection,
+    info: &TableInfo,
+    tbl: &str,
+    chunk: &FreshChunk<'_>,
+) -> Result<bool, PgError> {
+    match &chunk.write {
+        FreshWrite::Copy { states, rows } => {
+            if let Some(states) = states
+                && !copy::states(conn, states).await?
+            {
+                return Ok(false);
+            }
+            for r in rows {
+                if !copy::rows(conn, info, r).await? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        FreshWrite::Insert(new) => {
+            let rows: Vec<StateRow<'_>> = new
+                .iter()
+                .map(|(k, s, d)| (k.as_slice(), s.clone(), *d))
+                .collect();
+            state::insert_new(conn, tbl, &rows).await
+        }
+    }
 }
 
 /// Merges `checked` taking every key as new: chunk by chunk, states inserted first (which
@@ -210,58 +336,40 @@ async fn merge_fresh<'b>(
     batches: &[&'b ChangeBatch],
     checked: &Checked<'b>,
     me: &PeerId,
+    copy: bool,
 ) -> Result<Option<Vec<ChunkDone>>, PgError> {
     let tbl = info.name.to_string();
     let chunks = chunks_by_key(&checked.inputs, FRESH_CHUNK_KEYS);
-    let none = HashMap::new();
     state::savepoint(conn).await?;
     let decide = |chunk: &Vec<RowInput<'b>>| {
-        let decided = decide(
-            info,
-            batches,
-            &checked.key_texts,
-            chunk,
-            &none,
-            policies,
-            me,
-        );
-        // A key whose state would not change could not prove it had none.
-        let fresh = decided.plan.rows.iter().all(|r| r.state_changed);
-        let (new, _) = decided.states(&HashMap::new());
-        let new: Vec<(Vec<u8>, Vec<u8>, Option<i64>)> = new
-            .into_iter()
-            .map(|(k, s, d)| (k.to_vec(), s, d))
-            .collect();
-        (decided, fresh, new)
+        decide_fresh(info, batches, &checked.key_texts, chunk, policies, me, copy)
     };
     let done = overlapped(
         &chunks,
         decide,
-        async |chunk: &Vec<RowInput<'b>>, (decided, fresh, new): &(Decided<'b>, bool, _)| {
-            if !*fresh {
+        async |chunk: &Vec<RowInput<'b>>, c: &FreshChunk<'b>| {
+            if !c.fresh || !write_fresh(conn, info, &tbl, c).await? {
                 return Ok(None);
             }
-            let rows: Vec<StateRow<'_>> = new
-                .iter()
-                .map(|(k, s, d)| (k.as_slice(), s.clone(), *d))
-                .collect();
-            if !state::insert_new(conn, &tbl, &rows).await? {
-                return Ok(None);
-            }
-            let failed: HashMap<usize, String> = write::write(conn, info, &decided.writes)
+            let failed: HashMap<usize, String> = write::write(conn, info, &c.decided.writes)
                 .await?
                 .into_iter()
                 .collect();
             if !failed.is_empty() {
                 let keys: Vec<&[u8]> = failed
                     .keys()
-                    .map(|id| decided.plan.rows[*id].key.as_slice())
+                    .map(|id| c.decided.plan.rows[*id].key.as_slice())
                     .collect();
                 state::forget(conn, &tbl, &keys).await?;
             }
+            let copied = match &c.write {
+                FreshWrite::Copy { rows, .. } => rows.iter().map(|r| r.len).sum(),
+                FreshWrite::Insert(_) => 0,
+            };
             Ok(Some(ChunkDone {
-                results: decided.results(chunk, &failed),
-                conflicts: decided.plan.conflicts.clone(),
+                results: c.decided.results(chunk, &failed),
+                conflicts: c.decided.plan.conflicts.clone(),
+                copied,
             }))
         },
     )
@@ -270,6 +378,13 @@ async fn merge_fresh<'b>(
         state::rollback_to_savepoint(conn).await?;
     }
     Ok(done)
+}
+
+/// How a table's incoming keys are taken: as new (no state read) when `guess` says so, and
+/// then written with COPY when `copy`.
+pub struct NewKeys<'g> {
+    pub guess: &'g mut FreshGuess,
+    pub copy: bool,
 }
 
 /// Merges `batches` (one table, stream order) into the database inside the open transaction.
@@ -283,18 +398,20 @@ pub async fn apply(
     batches: &[&ChangeBatch],
     reports: &mut [BatchReport],
     me: &PeerId,
-    guess: &mut FreshGuess,
+    new_keys: NewKeys<'_>,
 ) -> Result<TableOutcome, PgError> {
+    let NewKeys { guess, copy } = new_keys;
     let started = std::time::Instant::now();
     let tbl = info.name.to_string();
     let checked = check(info, batches, reports);
     if guess.try_now() {
-        if let Some(done) = merge_fresh(conn, info, policies, batches, &checked, me).await? {
+        if let Some(done) = merge_fresh(conn, info, policies, batches, &checked, me, copy).await? {
             guess.hit();
-            let mut conflicts = Vec::new();
+            let (mut conflicts, mut copied) = (Vec::new(), 0);
             for chunk in done {
                 tally(chunk.results, reports);
                 conflicts.extend(chunk.conflicts);
+                copied += chunk.copied;
             }
             debug!(
                 table = %tbl,
@@ -303,7 +420,7 @@ pub async fn apply(
                 total = ?started.elapsed(),
                 "table merged"
             );
-            return Ok(TableOutcome { conflicts });
+            return Ok(TableOutcome { conflicts, copied });
         }
         guess.missed();
     }
@@ -358,6 +475,7 @@ pub async fn apply(
     );
     Ok(TableOutcome {
         conflicts: decided.plan.conflicts,
+        copied: 0,
     })
 }
 
