@@ -105,3 +105,24 @@ async fn a_known_key_in_a_later_chunk_undoes_the_chunks_before_it() {
         2_000
     );
 }
+
+#[tokio::test]
+async fn a_row_here_without_a_state_is_merged_not_doubled() {
+    let (m, mut c) = prepared(T).await;
+    let mut s = sink(&m, &["t"]).await;
+    // Written here and not yet back from the stream: a row without a state.
+    sqlx::raw_sql("INSERT INTO t VALUES (2, 'local', 7)")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let b = insert("x", 100, &[(1, "one", 1), (2, "two", 2), (3, "three", 3)]);
+    assert_eq!(tally(&apply(&mut s, &[&b], 1).await), (3, 0, 0));
+    assert_eq!(
+        dump(&mut c, "t", "id, a, n").await,
+        ["1|one|1", "2|two|2", "3|three|3"]
+    );
+    assert_eq!(
+        count(&mut c, "SELECT COUNT(*) FROM meshsync.row_state").await,
+        3
+    );
+}
