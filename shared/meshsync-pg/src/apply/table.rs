@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use meshsync_core::{Cell, ChangeBatch, PeerId, Value};
 use meshsync_merge::{
-    ConflictRecord, FreshGuess, RowAction, RowInput, RowResult, StoredRow, TablePlan,
+    ConflictRecord, FreshGuess, PlannedRow, RowAction, RowInput, RowResult, StoredRow, TablePlan,
     TablePolicies, chunks_by_key, overlapped, plan_table, tally,
 };
 use tracing::debug;
@@ -105,28 +105,46 @@ fn check<'b>(
     out
 }
 
+/// How this peer merges a table's rows.
+#[derive(Clone, Copy)]
+struct Merge<'a> {
+    policies: &'a TablePolicies,
+    me: &'a PeerId,
+}
+
 /// A merge decided against the states read: the row writes and the keys refused before
 /// writing (a merged value this column cannot hold).
 struct Decided<'b> {
     plan: TablePlan<'b>,
+    /// Statements' rows: all of them, or only the deletes when the rows went to COPY data.
     writes: Vec<RowWrite>,
     /// Reason by plan row.
     refused: HashMap<usize, String>,
 }
 
+/// Merges `inputs` against `stored`; with `copy`, inserted and updated rows become COPY data
+/// there (by column set) instead of [`RowWrite`]s.
 fn decide<'b>(
     info: &TableInfo,
     batches: &[&'b ChangeBatch],
     key_texts: &HashMap<Vec<u8>, Vec<Option<String>>>,
     inputs: &[RowInput<'b>],
     stored: &HashMap<Vec<u8>, StoredRow>,
-    policies: &TablePolicies,
-    me: &PeerId,
+    merge: Merge<'_>,
+    mut copy: Option<&mut Vec<RowsCopy>>,
 ) -> Decided<'b> {
-    let plan = plan_table(batches, inputs, stored, policies, me);
+    let plan = plan_table(batches, inputs, stored, merge.policies, merge.me);
     let (mut writes, mut refused) = (Vec::new(), HashMap::new());
     for (id, row) in plan.rows.iter().enumerate() {
         let Some(action) = &row.write else { continue };
+        if let (Some(groups), RowAction::Insert(_) | RowAction::Update(_)) =
+            (copy.as_deref_mut(), action)
+        {
+            if let Err(reason) = copy_row(info, key_texts, row, groups) {
+                refused.insert(id, reason);
+            }
+            continue;
+        }
         let key = key_texts.get(&row.key).cloned().unwrap_or_default();
         let (delete, cells, changed) = match action {
             RowAction::Delete => (true, Ok(Vec::new()), Vec::new()),
@@ -155,6 +173,57 @@ fn decide<'b>(
         writes,
         refused,
     }
+}
+
+/// Adds a merged row to the COPY group of its columns; `Err` when a value does not fit.
+fn copy_row(
+    info: &TableInfo,
+    key_texts: &HashMap<Vec<u8>, Vec<Option<String>>>,
+    row: &PlannedRow<'_>,
+    groups: &mut Vec<RowsCopy>,
+) -> Result<(), String> {
+    let cells: Vec<(&String, &Value)> = row
+        .stored
+        .state
+        .visible_cells()
+        .filter(|(name, _)| info.column(name).is_some())
+        .collect();
+    let mut texts = Vec::with_capacity(cells.len());
+    for (name, v) in &cells {
+        let col = info
+            .column(name)
+            .ok_or_else(|| format!("no column {name:?}"))?;
+        texts.push(to_sql_text(v, &col.ty).map_err(|e| format!("column {name:?}: {e}"))?);
+    }
+    // Key columns the cells do not carry come from the key.
+    let key = key_texts.get(&row.key);
+    let from_key: Vec<(&String, Option<&str>)> = info
+        .key
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| !cells.iter().any(|(c, _)| c == k))
+        .map(|(i, k)| (k, key.and_then(|t| t.get(i)).and_then(|v| v.as_deref())))
+        .collect();
+    let columns = from_key
+        .iter()
+        .map(|(k, _)| *k)
+        .chain(cells.iter().map(|(c, _)| *c));
+    let group = match groups
+        .iter()
+        .position(|g| g.columns.iter().eq(columns.clone()))
+    {
+        Some(g) => g,
+        None => {
+            groups.push(RowsCopy::new(columns.cloned().collect()));
+            groups.len() - 1
+        }
+    };
+    let values = from_key
+        .iter()
+        .map(|(_, v)| *v)
+        .chain(texts.iter().map(Option::as_deref));
+    groups[group].push(values);
+    Ok(())
 }
 
 impl Decided<'_> {
@@ -232,68 +301,42 @@ fn decide_fresh<'b>(
     batches: &[&'b ChangeBatch],
     key_texts: &HashMap<Vec<u8>, Vec<Option<String>>>,
     chunk: &[RowInput<'b>],
-    policies: &TablePolicies,
-    me: &PeerId,
+    merge: Merge<'_>,
     copy: bool,
 ) -> FreshChunk<'b> {
     let none = HashMap::new();
-    let mut decided = decide(info, batches, key_texts, chunk, &none, policies, me);
+    let mut rows: Vec<RowsCopy> = Vec::new();
+    let decided = decide(
+        info,
+        batches,
+        key_texts,
+        chunk,
+        &none,
+        merge,
+        copy.then_some(&mut rows),
+    );
     let fresh = decided.plan.rows.iter().all(|r| r.state_changed);
     let (new, _) = decided.states(&HashMap::new());
-    if !copy {
-        let new = new
-            .into_iter()
-            .map(|(k, s, d)| (k.to_vec(), s, d))
-            .collect();
-        return FreshChunk {
-            decided,
-            fresh,
-            write: FreshWrite::Insert(new),
-        };
-    }
-    let mut states = StatesCopy::new(&info.name.to_string());
-    for (k, s, d) in new {
-        states.push(k, &s, d);
-    }
-    let states = states.finish();
-    let mut rows: Vec<RowsCopy> = Vec::new();
-    for w in std::mem::take(&mut decided.writes) {
-        if w.delete {
-            decided.writes.push(w);
-            continue;
+    let write = if copy {
+        let mut states = StatesCopy::new(&info.name.to_string());
+        for (k, s, d) in new {
+            states.push(k, &s, d);
         }
-        // Key columns the cells do not carry come from the key.
-        let from_key: Vec<(&String, Option<&str>)> = info
-            .key
-            .iter()
-            .zip(&w.key)
-            .filter(|(k, _)| !w.cells.iter().any(|(c, _)| c == *k))
-            .map(|(k, v)| (k, v.as_deref()))
-            .collect();
-        let columns = from_key
-            .iter()
-            .map(|(k, _)| *k)
-            .chain(w.cells.iter().map(|(c, _)| c));
-        let group = match rows
-            .iter()
-            .position(|g| g.columns.iter().eq(columns.clone()))
-        {
-            Some(g) => g,
-            None => {
-                rows.push(RowsCopy::new(columns.cloned().collect()));
-                rows.len() - 1
-            }
-        };
-        let values = from_key
-            .iter()
-            .map(|(_, v)| *v)
-            .chain(w.cells.iter().map(|(_, v)| v.as_deref()));
-        rows[group].push(values);
-    }
+        FreshWrite::Copy {
+            states: states.finish(),
+            rows,
+        }
+    } else {
+        FreshWrite::Insert(
+            new.into_iter()
+                .map(|(k, s, d)| (k.to_vec(), s, d))
+                .collect(),
+        )
+    };
     FreshChunk {
         decided,
         fresh,
-        write: FreshWrite::Copy { states, rows },
+        write,
     }
 }
 
@@ -335,17 +378,16 @@ async fn write_fresh(
 async fn merge_fresh<'b>(
     conn: &mut sqlx::PgConnection,
     info: &TableInfo,
-    policies: &TablePolicies,
+    merge: Merge<'_>,
     batches: &[&'b ChangeBatch],
     checked: &Checked<'b>,
-    me: &PeerId,
     copy: bool,
 ) -> Result<Option<Vec<ChunkDone>>, PgError> {
     let tbl = info.name.to_string();
     let chunks = chunks_by_key(&checked.inputs, FRESH_CHUNK_KEYS);
     state::savepoint(conn).await?;
     let decide = |chunk: &Vec<RowInput<'b>>| {
-        decide_fresh(info, batches, &checked.key_texts, chunk, policies, me, copy)
+        decide_fresh(info, batches, &checked.key_texts, chunk, merge, copy)
     };
     let done = overlapped(
         &chunks,
@@ -406,9 +448,10 @@ pub async fn apply(
     let NewKeys { guess, copy } = new_keys;
     let started = std::time::Instant::now();
     let tbl = info.name.to_string();
+    let merge = Merge { policies, me };
     let checked = check(info, batches, reports);
     if guess.try_now() {
-        if let Some(done) = merge_fresh(conn, info, policies, batches, &checked, me, copy).await? {
+        if let Some(done) = merge_fresh(conn, info, merge, batches, &checked, copy).await? {
             guess.hit();
             let (mut conflicts, mut copied) = (Vec::new(), 0);
             for chunk in done {
@@ -457,8 +500,8 @@ pub async fn apply(
         &key_texts,
         &inputs,
         &stored.rows,
-        policies,
-        me,
+        merge,
+        None,
     );
     let failed: HashMap<usize, String> = write::write(conn, info, &decided.writes)
         .await?
