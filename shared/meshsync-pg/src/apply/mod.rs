@@ -199,7 +199,7 @@ async fn nodelay(conn: &mut PgConnection, url: &str) -> Result<bool, PgError> {
             Ok(false)
         }
         Err(e) => {
-            warn!(error = %e, "cannot set TCP_NODELAY on the apply connection (a container without CAP_SYS_PTRACE refuses pidfd_getfd); new keys are written with INSERT instead of COPY");
+            warn!(error = %e, "cannot set TCP_NODELAY on the apply connection (a container's seccomp profile may refuse pidfd_getfd: add CAP_SYS_PTRACE); new keys are written with INSERT instead of COPY");
             Ok(false)
         }
     }
