@@ -3,18 +3,10 @@
 
 use std::time::Duration;
 
-use meshsync_testkit::wait_until;
+use meshsync_testkit::{ALL_TYPES_DDL as DDL, wait_until};
 use sqlx::Row;
 
 use crate::support::Mesh;
-
-const DDL: &str = "
-CREATE TYPE public.mood AS ENUM ('sad', 'ok', 'happy');
-CREATE TABLE public.kinds (
-    id int8 PRIMARY KEY, s int2, i int4, n numeric(12,3), f4 float4, f8 float8, b bool,
-    t text, vc varchar(20), c char(4), by bytea, u uuid, j json, jb jsonb,
-    ts timestamp, tz timestamptz, d date, tm time, m public.mood, arr int4[], tarr text[]
-);";
 
 const INSERT: &str = "INSERT INTO public.kinds VALUES (
     1, -3, 42, 12345.678, 1.5, -2.25e-10, true, 'héllo', 'short', 'ab', '\\xdeadbeef',

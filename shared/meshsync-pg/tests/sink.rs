@@ -14,7 +14,7 @@ use meshsync_pg::{
     catalog,
     setup::{self, Names},
 };
-use meshsync_testkit::Postgres;
+use meshsync_testkit::{ALL_TYPES_DDL, Postgres};
 use sqlx::PgConnection;
 
 const T: &str =
@@ -253,19 +253,11 @@ async fn a_merged_value_the_column_no_longer_holds_is_parked_and_its_state_kept(
     assert_eq!(rows(&mut c).await, [(1, "0".to_owned(), 9)]);
 }
 
-const KINDS: &str = "
-CREATE TYPE public.mood AS ENUM ('sad', 'ok', 'happy');
-CREATE TABLE public.kinds (
-    id int8 PRIMARY KEY, s int2, i int4, n numeric(12,3), f4 float4, f8 float8, b bool,
-    t text, vc varchar(20), c char(4), by bytea, u uuid, j json, jb jsonb,
-    ts timestamp, tz timestamptz, d date, tm time, m public.mood, arr int4[], tarr text[]
-);";
-
 /// Every supported type, and a row of NULLs, written to a new database; the rows as text.
 async fn kinds_written(copy: bool) -> (Vec<String>, u64) {
     let pg = Postgres::start().await.unwrap();
     let mut c = pg.connect("postgres").await.unwrap();
-    sqlx::raw_sql(KINDS).execute(&mut c).await.unwrap();
+    sqlx::raw_sql(ALL_TYPES_DDL).execute(&mut c).await.unwrap();
     let mut s = sink_of(&pg, &mut c, "kinds").await;
     s.set_copy(copy);
     let text = |t: &str| Value::Text(t.to_owned());

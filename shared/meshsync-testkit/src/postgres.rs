@@ -208,3 +208,13 @@ async fn wait_ready(server: &mut Server, port: u16) -> Result<()> {
         })
         .await
 }
+
+/// A table `public.kinds` with a column of every PostgreSQL type meshsync carries (and the enum
+/// type it uses), for tests that a value of each arrives exactly.
+pub const ALL_TYPES_DDL: &str = "
+CREATE TYPE public.mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE public.kinds (
+    id int8 PRIMARY KEY, s int2, i int4, n numeric(12,3), f4 float4, f8 float8, b bool,
+    t text, vc varchar(20), c char(4), by bytea, u uuid, j json, jb jsonb,
+    ts timestamp, tz timestamptz, d date, tm time, m public.mood, arr int4[], tarr text[]
+);";
