@@ -82,7 +82,8 @@ async fn a_new_row_the_server_refuses_keeps_no_state() {
     assert_eq!(dump(&mut c, "t", "id, a, n").await, ["1|ok|1", "2|fits|2"]);
 }
 
-#[tokio::test]
+// Multi-threaded: the slices are decided on a second thread (`meshsync_merge::overlapped`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_known_key_in_a_later_chunk_undoes_the_chunks_before_it() {
     let (m, mut c) = prepared(T).await;
     let mut s = sink(&m, &["t"]).await;

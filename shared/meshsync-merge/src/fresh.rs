@@ -56,11 +56,23 @@ impl FreshGuess {
 /// before is executed: the agent's CPU work overlaps the database's. Stops at the first
 /// chunk `execute` answers `None` for (the guess missed) and returns `None`; otherwise every
 /// chunk's result, in order.
+///
+/// On a multi-threaded tokio runtime the deciding runs on a second thread
+/// ([`on_two_threads`]); elsewhere it is interleaved with the executing on this one.
 pub async fn overlapped<C, D, R, E>(
     chunks: &[C],
-    mut decide: impl FnMut(&C) -> D,
+    decide: impl Fn(&C) -> D + Sync,
     mut execute: impl AsyncFnMut(&C, &D) -> Result<Option<R>, E>,
-) -> Result<Option<Vec<R>>, E> {
+) -> Result<Option<Vec<R>>, E>
+where
+    C: Sync,
+    D: Send,
+{
+    let threads = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if threads && chunks.len() > 1 {
+        return tokio::task::block_in_place(|| on_two_threads(chunks, &decide, &mut execute));
+    }
     let mut out = Vec::with_capacity(chunks.len());
     let Some(first) = chunks.first() else {
         return Ok(Some(out));
@@ -72,7 +84,7 @@ pub async fn overlapped<C, D, R, E>(
     for i in 1..=chunks.len() {
         let (result, next) = futures::join!(execute(executing, &current), async {
             drop(done.take());
-            chunks.get(i).map(&mut decide)
+            chunks.get(i).map(&decide)
         });
         match result? {
             Some(r) => out.push(r),
@@ -87,6 +99,54 @@ pub async fn overlapped<C, D, R, E>(
         }
     }
     Ok(Some(out))
+}
+
+/// [`overlapped`] with a helper thread that decides the chunks in order, at most two ahead,
+/// and frees the executed ones, while this thread drives `execute` on the runtime. Interleaved
+/// on one thread, a decision (a millisecond or more) held up the database's next round trip
+/// while it ran: of a chunk's four round trips only the first overlapped it.
+fn on_two_threads<C, D, R, E>(
+    chunks: &[C],
+    decide: &(impl Fn(&C) -> D + Sync),
+    execute: &mut impl AsyncFnMut(&C, &D) -> Result<Option<R>, E>,
+) -> Result<Option<Vec<R>>, E>
+where
+    C: Sync,
+    D: Send,
+{
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::scope(|s| {
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<D>(1);
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<D>();
+        s.spawn(move || {
+            for chunk in chunks {
+                let decided = decide(chunk);
+                // A send fails once the executing side stopped (a miss, an error).
+                if ready_tx.send(decided).is_err() {
+                    break;
+                }
+                while let Ok(old) = done_rx.try_recv() {
+                    drop(old);
+                }
+            }
+            drop(ready_tx);
+            for old in done_rx {
+                drop(old);
+            }
+        });
+        let mut out = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            // Only a panic of the helper ends the channel early; the scope re-raises it.
+            let Ok(decided) = ready_rx.recv() else { break };
+            let result = runtime.block_on(execute(chunk, &decided));
+            let _ = done_tx.send(decided);
+            match result? {
+                Some(r) => out.push(r),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(out))
+    })
 }
 
 /// Splits `inputs` (stream order) into chunks of at most `keys` distinct keys, every input of
@@ -127,7 +187,7 @@ pub fn tally(results: impl IntoIterator<Item = RowResult>, reports: &mut [BatchR
 
 #[cfg(test)]
 mod tests {
-    use std::{cell::RefCell, convert::Infallible};
+    use std::{convert::Infallible, sync::Mutex};
 
     use super::{FreshGuess, overlapped};
 
@@ -147,17 +207,17 @@ mod tests {
 
     #[test]
     fn chunks_are_decided_one_ahead_and_a_miss_stops_them() {
-        let log = RefCell::new(Vec::new());
+        let log = Mutex::new(Vec::new());
         let run = |miss_at: Option<u32>| {
-            log.borrow_mut().clear();
+            log.lock().unwrap().clear();
             futures::executor::block_on(overlapped(
                 &[1u32, 2, 3],
                 |c| {
-                    log.borrow_mut().push(format!("decide {c}"));
+                    log.lock().unwrap().push(format!("decide {c}"));
                     *c
                 },
                 async |_: &u32, d: &u32| {
-                    log.borrow_mut().push(format!("execute {d}"));
+                    log.lock().unwrap().push(format!("execute {d}"));
                     // Yield once, as a database round trip would.
                     yield_once().await;
                     Ok::<_, Infallible>((miss_at != Some(*d)).then_some(d * 10))
@@ -167,7 +227,7 @@ mod tests {
         assert_eq!(run(None), Ok(Some(vec![10, 20, 30])));
         // Chunk 2 is decided while chunk 1 executes.
         assert_eq!(
-            *log.borrow(),
+            *log.lock().unwrap(),
             [
                 "decide 1",
                 "execute 1",
@@ -178,7 +238,7 @@ mod tests {
             ]
         );
         assert_eq!(run(Some(2)), Ok(None));
-        assert!(!log.borrow().contains(&"execute 3".to_owned()));
+        assert!(!log.lock().unwrap().contains(&"execute 3".to_owned()));
         assert_eq!(
             futures::executor::block_on(overlapped(
                 &[] as &[u32],
@@ -187,6 +247,45 @@ mod tests {
             )),
             Ok(Some(vec![]))
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_multi_threaded_runtime_chunks_are_decided_on_another_thread() {
+        let here = std::thread::current().id();
+        let deciders = &std::sync::Mutex::new(Vec::new());
+        let executed = &std::sync::Mutex::new(Vec::new());
+        let run = |miss_at: Option<u32>| {
+            overlapped(
+                &[1u32, 2, 3, 4],
+                |c| {
+                    deciders.lock().unwrap().push(std::thread::current().id());
+                    *c
+                },
+                async move |c: &u32, d: &u32| {
+                    assert_eq!(c, d, "each chunk executes with its own decision");
+                    executed.lock().unwrap().push(*d);
+                    tokio::task::yield_now().await;
+                    Ok::<_, Infallible>((miss_at != Some(*d)).then_some(d * 10))
+                },
+            )
+        };
+        assert_eq!(run(None).await, Ok(Some(vec![10, 20, 30, 40])));
+        assert_eq!(*executed.lock().unwrap(), [1, 2, 3, 4]);
+        let deciders = std::mem::take(&mut *deciders.lock().unwrap());
+        assert_eq!(deciders.len(), 4);
+        assert!(deciders.iter().all(|t| *t != here), "decided on the helper");
+        // A miss stops the executing; the helper stops at most two chunks later.
+        executed.lock().unwrap().clear();
+        assert_eq!(run(Some(2)).await, Ok(None));
+        assert_eq!(*executed.lock().unwrap(), [1, 2]);
+        // An error comes back as it is.
+        let err = overlapped(
+            &[1u32, 2],
+            |c| *c,
+            async |_: &u32, d: &u32| if *d == 2 { Err("down") } else { Ok(Some(*d)) },
+        )
+        .await;
+        assert_eq!(err, Err("down"));
     }
 
     #[test]

@@ -71,11 +71,12 @@ async fn prepared(copy: bool) -> (Postgres, PgConnection, PgSink) {
     (pg, c, sink)
 }
 
-/// Each case with COPY and with INSERT statements.
+/// Each case with COPY and with INSERT statements; with COPY on a multi-threaded runtime,
+/// where a batch's slices are decided on a second thread.
 macro_rules! both_ways {
     ($($name:ident),*) => {$(
         mod $name {
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn with_copy() {
                 super::$name(true).await
             }
