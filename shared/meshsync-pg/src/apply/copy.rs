@@ -4,6 +4,7 @@
 //! TCP_NODELAY ([`crate::nodelay`]): otherwise every COPY waits 40 ms for a delayed ACK.
 
 use sqlx::PgConnection;
+use tracing::debug;
 
 use crate::{
     catalog::{TableInfo, ident, qualified},
@@ -145,7 +146,22 @@ async fn copy_in(conn: &mut PgConnection, sql: &str, data: &[u8]) -> Result<bool
     match run.await {
         Ok(_) => Ok(true),
         Err(e) if is_transient_sqlx(&e) => Err(PgError::query("copy rows of new keys")(e)),
-        Err(_) => Ok(false),
+        Err(e) => {
+            // The code and constraint only: the server's message may quote a value.
+            let (code, constraint) = match &e {
+                sqlx::Error::Database(db) => (
+                    db.code().map(|c| c.to_string()),
+                    db.constraint().map(str::to_owned),
+                ),
+                _ => (None, None),
+            };
+            debug!(
+                ?code,
+                ?constraint,
+                "COPY refused; the states are read instead"
+            );
+            Ok(false)
+        }
     }
 }
 
