@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::TablePolicies,
+    fresh::RowResult,
     row::{Conflict, IncomingRow, RowAction, merge_state, row_action},
     state::{CounterParts, RowState},
     stored::StoredRow,
@@ -80,6 +81,29 @@ pub struct TablePlan<'b> {
     pub outcomes: Vec<Outcome>,
     /// Conflicts resolved on the way.
     pub conflicts: Vec<ConflictRecord>,
+}
+
+impl TablePlan<'_> {
+    /// What became of every incoming row of `inputs` (the rows planned): parked with
+    /// `reason(id)` when its key (plan row `id`) could not be written, else its outcome.
+    pub fn results<'r>(
+        &self,
+        inputs: &[RowInput<'_>],
+        reason: impl Fn(usize) -> Option<&'r String>,
+    ) -> Vec<RowResult> {
+        let mut out = Vec::with_capacity(inputs.len());
+        for (id, row) in self.rows.iter().enumerate() {
+            let reason = reason(id);
+            for i in &row.inputs {
+                let result = match reason {
+                    Some(reason) => Err(reason.clone()),
+                    None => Ok(self.outcomes[*i]),
+                };
+                out.push((inputs[*i].batch, inputs[*i].row.index, result));
+            }
+        }
+        out
+    }
 }
 
 /// Merges `inputs` (in stream order, then transaction order) of `batches` into `stored`.

@@ -240,17 +240,7 @@ impl Decided<'_> {
     /// What became of every incoming row: parked with the reason when its key is in
     /// `failed`, else applied or superseded.
     fn results(&self, inputs: &[RowInput<'_>], failed: &HashMap<usize, String>) -> Vec<RowResult> {
-        let mut out = Vec::with_capacity(inputs.len());
-        for (id, row) in self.plan.rows.iter().enumerate() {
-            for i in &row.inputs {
-                let result = match failed.get(&id) {
-                    Some(reason) => Err(reason.clone()),
-                    None => Ok(self.plan.outcomes[*i]),
-                };
-                out.push((inputs[*i].batch, inputs[*i].row.index, result));
-            }
-        }
-        out
+        self.plan.results(inputs, |id| failed.get(&id))
     }
 }
 

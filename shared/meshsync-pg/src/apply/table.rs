@@ -247,18 +247,9 @@ impl Decided<'_> {
     /// What became of every incoming row: parked with its key's reason when refused or
     /// `failed`, else applied or superseded.
     fn results(&self, inputs: &[RowInput<'_>], failed: &HashMap<usize, String>) -> Vec<RowResult> {
-        let mut out = Vec::with_capacity(inputs.len());
-        for (id, row) in self.plan.rows.iter().enumerate() {
-            let reason = self.refused.get(&id).or_else(|| failed.get(&id));
-            for i in &row.inputs {
-                let result = match reason {
-                    Some(reason) => Err(reason.clone()),
-                    None => Ok(self.plan.outcomes[*i]),
-                };
-                out.push((inputs[*i].batch, inputs[*i].row.index, result));
-            }
-        }
-        out
+        self.plan.results(inputs, |id| {
+            self.refused.get(&id).or_else(|| failed.get(&id))
+        })
     }
 }
 
