@@ -68,11 +68,13 @@ pub async fn read(
 pub type StateRow<'k> = (&'k [u8], Vec<u8>, Option<i64>);
 
 /// Runs of `rows` that fit one statement each.
-fn chunks<'a, 'k>(rows: &'a [StateRow<'k>]) -> Vec<&'a [StateRow<'k>]> {
+fn chunks<K: AsRef<[u8]>, S: AsRef<[u8]>>(
+    rows: &[(K, S, Option<i64>)],
+) -> Vec<&[(K, S, Option<i64>)]> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, (k, s, _)) in rows.iter().enumerate() {
-        let b = k.len() + s.len() + 32;
+        let b = k.as_ref().len() + s.as_ref().len() + 32;
         if i > start && (i - start >= WRITE_ROWS || bytes + b > WRITE_BYTES) {
             out.push(&rows[start..i]);
             (start, bytes) = (i, 0);
@@ -149,10 +151,10 @@ pub async fn rollback_to_savepoint(conn: &mut MySqlConnection) -> Result<(), Mar
 
 /// Inserts `rows` as the first states of their keys, skipping keys that have one; false if
 /// any had (the transaction must then go back to the [`savepoint`]).
-pub async fn insert_new(
+pub async fn insert_new<K: AsRef<[u8]>, S: AsRef<[u8]>>(
     conn: &mut MySqlConnection,
     tbl: &str,
-    rows: &[StateRow<'_>],
+    rows: &[(K, S, Option<i64>)],
 ) -> Result<bool, MariaDbError> {
     let mut added = 0;
     for chunk in chunks(rows) {
@@ -164,7 +166,7 @@ pub async fn insert_new(
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (k, s, d) in chunk {
-            q = q.bind(tbl).bind(*k).bind(s.as_slice()).bind(*d);
+            q = q.bind(tbl).bind(k.as_ref()).bind(s.as_ref()).bind(*d);
         }
         added += q
             .execute(&mut *conn)
@@ -226,6 +228,6 @@ mod tests {
         assert_eq!(sizes, [1_000, 1_000, 500]);
         let big: Vec<StateRow<'_>> = (0..3).map(|_| (&key[..], vec![0; 3 << 20], None)).collect();
         assert_eq!(chunks(&big).len(), 3);
-        assert!(chunks(&[]).is_empty());
+        assert!(chunks::<&[u8], Vec<u8>>(&[]).is_empty());
     }
 }

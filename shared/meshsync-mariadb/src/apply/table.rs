@@ -292,11 +292,7 @@ async fn merge_fresh<'b>(
             if !*fresh {
                 return Ok::<_, MariaDbError>(None);
             }
-            let rows: Vec<StateRow<'_>> = new
-                .iter()
-                .map(|(k, s, d)| (k.as_slice(), s.clone(), *d))
-                .collect();
-            if !state::insert_new(conn, &tbl, &rows).await? {
+            if !state::insert_new(conn, &tbl, new).await? {
                 return Ok(None);
             }
             let failed = decided.write(conn, flavour, info).await?;

@@ -276,7 +276,7 @@ enum FreshWrite {
         states: Option<Vec<u8>>,
         rows: Vec<RowsCopy>,
     },
-    /// Statements: the new states, owned (the decided chunk is borrowed while it executes).
+    /// Statements: the new states, owned (a decided chunk cannot borrow from itself).
     Insert(Vec<(Vec<u8>, Vec<u8>, Option<i64>)>),
 }
 
@@ -355,13 +355,7 @@ async fn write_fresh(
             }
             Ok(true)
         }
-        FreshWrite::Insert(new) => {
-            let rows: Vec<StateRow<'_>> = new
-                .iter()
-                .map(|(k, s, d)| (k.as_slice(), s.clone(), *d))
-                .collect();
-            state::insert_new(conn, tbl, &rows).await
-        }
+        FreshWrite::Insert(new) => state::insert_new(conn, tbl, new).await,
     }
 }
 
