@@ -20,6 +20,9 @@ use super::{
     workload,
 };
 
+/// The global stream of the agents' default topology.
+const SENDER_STREAM: &str = "MESH";
+
 /// Database used on both peers.
 const DB: &str = "bench";
 
@@ -205,17 +208,19 @@ pub async fn run(params: &Params) -> Result<MeshRun> {
     let end_lsn = workload::current_lsn(&mut src).await?;
     let published_after = wait_published(&mut src, &mut agent_a, end_lsn).await?;
     let publish = insert + published_after;
+    let settled = publish + wait_own_applied(&nats.client_url(), &mut agent_a).await?;
     info!(
         rows = params.rows,
         insert_secs = insert.as_secs_f64(),
         published_secs = publish.as_secs_f64(),
-        "meshsync: rows written and published by A; starting B"
+        settled_secs = settled.as_secs_f64(),
+        "meshsync: rows written, published and recorded by A; starting B"
     );
     let started = Instant::now();
     let mut agent_b = AgentProc::start(config_b, &params.out.join("agent-b.log"))?;
     workload::wait_count(&mut dst, params.rows, Duration::from_secs(3600)).await?;
     let elapsed = started.elapsed();
-    let catch_up = CatchUp::new(params.rows, insert, Some(publish), elapsed);
+    let catch_up = CatchUp::new(params.rows, insert, Some((publish, settled)), elapsed);
     info!(rows_per_sec = catch_up.rows_per_sec, "meshsync: caught up");
     let resources = Resources::new(
         params.rows,
@@ -250,6 +255,25 @@ pub async fn run(params: &Params) -> Result<MeshRun> {
         },
         nats_version,
     })
+}
+
+/// Waits until agent A's apply has taken in its own published changes (it records their
+/// states): until then it competes with B for the same cores, and B's catch-up time would
+/// measure A's backlog too. Returns the time waited.
+pub async fn wait_own_applied(nats_url: &str, agent: &mut AgentProc) -> Result<Duration> {
+    let client = meshsync_nats::connect(nats_url, "meshsync bench").await?;
+    let consumer = format!("apply_{}", PeerId::new("a")?);
+    let started = Instant::now();
+    loop {
+        agent.check_alive()?;
+        if meshsync_nats::inbox::is_drained(&client, SENDER_STREAM, &consumer).await {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            bail!("agent A did not apply its own changes within an hour");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits until agent A's slot is confirmed up to `lsn`: every row written before it is

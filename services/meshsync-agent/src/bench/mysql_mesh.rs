@@ -10,7 +10,7 @@ use tracing::info;
 
 use super::{
     Params,
-    mesh::{AgentProc, MeshRun},
+    mesh::{self, AgentProc, MeshRun},
     mysql_workload::{self as workload, DB},
     report::{CatchUp, Resources, SystemResult},
 };
@@ -53,17 +53,19 @@ pub async fn run(params: &Params) -> Result<MeshRun> {
     let end = workload::gtid_binlog_pos(&mut src).await?;
     let published_after = wait_published(&mut src, &mut agent_a, &end).await?;
     let publish = insert + published_after;
+    let settled = publish + mesh::wait_own_applied(&nats.client_url(), &mut agent_a).await?;
     info!(
         rows = params.rows,
         insert_secs = insert.as_secs_f64(),
         published_secs = publish.as_secs_f64(),
-        "meshsync: rows written and published by A; starting B"
+        settled_secs = settled.as_secs_f64(),
+        "meshsync: rows written, published and recorded by A; starting B"
     );
     let started = Instant::now();
     let mut agent_b = AgentProc::start(config_b, &params.out.join("agent-mysql-b.log"))?;
     workload::wait_count(&mut dst, params.rows, Duration::from_secs(3600)).await?;
     let elapsed = started.elapsed();
-    let catch_up = CatchUp::new(params.rows, insert, Some(publish), elapsed);
+    let catch_up = CatchUp::new(params.rows, insert, Some((publish, settled)), elapsed);
     info!(rows_per_sec = catch_up.rows_per_sec, "meshsync: caught up");
     let resources = Resources::new(
         params.rows,

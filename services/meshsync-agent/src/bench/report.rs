@@ -23,6 +23,9 @@ pub struct CatchUp {
     pub insert_secs: f64,
     /// meshsync only: from the first insert until agent A had every row in JetStream.
     pub publish_secs: Option<f64>,
+    /// meshsync only: from the first insert until agent A had also applied (recorded the
+    /// states of) its own changes, so that B's catch-up ran alone.
+    pub settled_secs: Option<f64>,
     /// From enabling the receiver until its `count(*)` reached `rows`.
     pub catch_up_secs: f64,
     /// `rows / catch_up_secs`.
@@ -34,14 +37,15 @@ impl CatchUp {
     pub fn new(
         rows: u64,
         insert: Duration,
-        publish: Option<Duration>,
+        publish: Option<(Duration, Duration)>,
         catch_up: Duration,
     ) -> CatchUp {
         let secs = catch_up.as_secs_f64().max(1e-9);
         CatchUp {
             rows,
             insert_secs: insert.as_secs_f64(),
-            publish_secs: publish.map(|d| d.as_secs_f64()),
+            publish_secs: publish.map(|(d, _)| d.as_secs_f64()),
+            settled_secs: publish.map(|(_, s)| s.as_secs_f64()),
             catch_up_secs: secs,
             rows_per_sec: rows as f64 / secs,
         }
@@ -107,6 +111,7 @@ impl SystemResult {
                 "rows": c.rows,
                 "insert_secs": c.insert_secs,
                 "publish_secs": c.publish_secs,
+                "settled_secs": c.settled_secs,
                 "catch_up_secs": c.catch_up_secs,
                 "rows_per_sec": c.rows_per_sec,
             },
@@ -209,6 +214,16 @@ impl Report {
             "-".into(),
             m.catch_up
                 .publish_secs
+                .map(f2)
+                .unwrap_or_else(|| "-".into()),
+            "",
+        );
+        row(
+            &mut t,
+            "own changes applied by A after (s)",
+            "-".into(),
+            m.catch_up
+                .settled_secs
                 .map(f2)
                 .unwrap_or_else(|| "-".into()),
             "",
