@@ -11,7 +11,6 @@ use std::{
 };
 
 use anyhow::Result;
-use futures::StreamExt;
 use meshsync_core::{ChangeBatch, PeerId};
 use meshsync_hlc::{Clock, Hlc, NodeId};
 use meshsync_merge::PolicySet;
@@ -25,6 +24,7 @@ use tracing::{debug, info, warn};
 use crate::{
     conflict_log::ConflictLog,
     failpoint,
+    intake::{Held, Intake},
     metrics::Counters,
     policies::PolicyCheck,
     sink::{Sink, SinkTarget},
@@ -72,7 +72,7 @@ struct ToPark<'d> {
 }
 
 /// Runs apply until the database or NATS fails (the caller restarts it).
-pub async fn run(ctx: &ApplyContext) -> Result<()> {
+pub async fn run(ctx: Arc<ApplyContext>) -> Result<()> {
     let consumer = format!("apply_{}", ctx.peer);
     let mut sink = Sink::connect(
         &ctx.target,
@@ -95,40 +95,50 @@ pub async fn run(ctx: &ApplyContext) -> Result<()> {
     }
     let inbox = Inbox::open_at(ctx.client.clone(), &ctx.stream, &ctx.inbox, checkpoint + 1).await?;
     info!(checkpoint, "apply started");
-    let mut messages = inbox.messages().await?.ready_chunks(MAX_MESSAGES_PER_TXN);
+    let messages = inbox.messages().await?;
+    let decoder = Arc::clone(&ctx);
+    let mut intake = Intake::start(
+        messages,
+        move |delivery: Delivery| Decoded {
+            batch: decode_one(&decoder, &delivery),
+            delivery,
+        },
+        |m: &Decoded| m.batch.as_ref().map_or(1, |b| b.rows.len()),
+        INTAKE_ROWS,
+    );
     let mut collect = tokio::time::interval(collect_interval(ctx.tombstone_retention));
     // Decoded messages not yet applied, in stream order.
-    let mut pending: Vec<Decoded> = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
     loop {
         let chunk = tokio::select! {
-            chunk = messages.next() => match chunk {
-                Some(c) => c,
+            chunk = intake.next(MAX_MESSAGES_PER_TXN) => match chunk {
+                Some(c) => c?,
                 None => break,
             },
             _ = collect.tick() => {
-                let forgotten = sink.collect_tombstones(retention_cutoff(ctx)).await?;
+                let forgotten = sink.collect_tombstones(retention_cutoff(&ctx)).await?;
                 if forgotten > 0 {
                     info!(forgotten, "old tombstones collected");
                 }
                 continue;
             }
         };
-        add(ctx, &mut pending, chunk)?;
+        pending.extend(chunk);
         // While catching up, a run that is not full waits briefly for the messages behind
         // it instead of becoming a small transaction of its own (a fixed cost each).
         let mut backlog = false;
         while let Some((len, full)) = first_run(&pending, MAX_ROWS_PER_TXN) {
             if !full && backlog {
-                match tokio::time::timeout(TAIL_WAIT, messages.next()).await {
+                match tokio::time::timeout(TAIL_WAIT, intake.next(MAX_MESSAGES_PER_TXN)).await {
                     Ok(Some(more)) => {
-                        add(ctx, &mut pending, more)?;
+                        pending.extend(more?);
                         continue;
                     }
                     Ok(None) | Err(_) => backlog = false,
                 }
             }
-            let run: Vec<Decoded> = pending.drain(..len).collect();
-            apply_chunk(ctx, &mut sink, &mut checkpoint, &run).await?;
+            let run: Vec<Pending> = pending.drain(..len).collect();
+            apply_chunk(&ctx, &mut sink, &mut checkpoint, &run).await?;
             backlog |= full;
         }
     }
@@ -138,22 +148,18 @@ pub async fn run(ctx: &ApplyContext) -> Result<()> {
 /// How long a partial run waits for more messages while apply is catching up.
 const TAIL_WAIT: Duration = Duration::from_millis(5);
 
-/// Decodes a chunk of deliveries onto `pending`.
-fn add(
-    ctx: &ApplyContext,
-    pending: &mut Vec<Decoded>,
-    chunk: Vec<Result<Delivery, meshsync_nats::error::NatsError>>,
-) -> Result<()> {
-    for d in chunk {
-        let d = d?;
-        let batch = decode_one(ctx, &d);
-        pending.push((d, batch));
-    }
-    Ok(())
+/// Rows the intake may hold decoded ahead of apply (a message counts at least one): two
+/// transactions' worth keeps the next one ready without holding every unacked message decoded.
+const INTAKE_ROWS: usize = 2 * MAX_ROWS_PER_TXN;
+
+/// A delivery, decoded and checked (or the reason to park it).
+struct Decoded {
+    delivery: Delivery,
+    batch: Result<ChangeBatch, String>,
 }
 
-/// A delivery, decoded and checked, or the reason to park it.
-type Decoded = (Delivery, Result<ChangeBatch, String>);
+/// A decoded delivery waiting to be applied, holding its share of the intake's budget.
+type Pending = Held<Decoded>;
 
 fn decode_one(ctx: &ApplyContext, d: &Delivery) -> Result<ChangeBatch, String> {
     let batch = decode(d.payload()).map_err(|e| e.to_string())?;
@@ -203,10 +209,10 @@ fn collect_interval(retention: Duration) -> Duration {
 /// The first run of `pending` to apply in one transaction: how many messages, and whether it
 /// is full (at `max_rows`, or the next message would not fit). A message with more rows than
 /// `max_rows` is a full run of its own.
-fn first_run(pending: &[Decoded], max_rows: usize) -> Option<(usize, bool)> {
+fn first_run(pending: &[Pending], max_rows: usize) -> Option<(usize, bool)> {
     let rows = pending
         .iter()
-        .map(|(_, b)| b.as_ref().map_or(0, |b| b.rows.len()));
+        .map(|m| m.item.batch.as_ref().map_or(0, |b| b.rows.len()));
     run_of(rows, max_rows)
 }
 
@@ -232,12 +238,12 @@ async fn apply_chunk(
     ctx: &ApplyContext,
     sink: &mut Sink,
     checkpoint: &mut u64,
-    part: &[Decoded],
+    part: &[Pending],
 ) -> Result<()> {
     let result = apply_decoded(ctx, sink, checkpoint, part).await;
     if result.is_err() {
-        for (d, _) in part {
-            let _ = d.nak(Duration::from_millis(500)).await;
+        for m in part {
+            let _ = m.item.delivery.nak(Duration::from_millis(500)).await;
         }
     }
     result
@@ -247,14 +253,19 @@ async fn apply_decoded(
     ctx: &ApplyContext,
     sink: &mut Sink,
     checkpoint: &mut u64,
-    part: &[Decoded],
+    part: &[Pending],
 ) -> Result<()> {
     let started = std::time::Instant::now();
-    let upto = part.iter().map(|(d, _)| d.sequence()).max().unwrap_or(0);
+    let upto = part
+        .iter()
+        .map(|m| m.item.delivery.sequence())
+        .max()
+        .unwrap_or(0);
     let mut parked: Vec<ToPark<'_>> = Vec::new();
     let mut decoded = Vec::new();
-    for (d, batch) in part {
-        match batch {
+    for m in part {
+        let d = &m.item.delivery;
+        match &m.item.batch {
             Ok(b) => decoded.push((d, b)),
             Err(reason) => parked.push(ToPark {
                 delivery: d,
@@ -304,8 +315,8 @@ async fn apply_decoded(
     failpoint::after_apply_commit(upto).await;
     let committed_at = started.elapsed();
     *checkpoint = upto.max(*checkpoint);
-    for (d, _) in part {
-        d.ack().await?;
+    for m in part {
+        m.item.delivery.ack().await?;
     }
     debug!(
         messages = part.len(),

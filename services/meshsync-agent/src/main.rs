@@ -9,6 +9,7 @@ mod conflict_log;
 mod conflicts;
 mod demo;
 mod failpoint;
+mod intake;
 mod metrics;
 mod peer;
 mod policies;

@@ -92,7 +92,7 @@ pub async fn run(config: Config) -> Result<()> {
         Publisher::new(client.clone(), endpoints.publish_subject.clone())
             .with_header(MERGE_POLICIES, policy_check.fingerprint()),
     );
-    let apply_ctx = apply::ApplyContext {
+    let apply_ctx = Arc::new(apply::ApplyContext {
         policy_check,
         peer: peer.clone(),
         target: prepared.target.clone(),
@@ -116,13 +116,13 @@ pub async fn run(config: Config) -> Result<()> {
         .with_counters(Arc::clone(&counters)),
         clock,
         counters: Arc::clone(&counters),
-    };
+    });
     info!(peer = %peer, engine = config.database.engine.as_str(), stream = %endpoints.consume_stream, subject = %endpoints.publish_subject, conflicts = %apply_ctx.conflict_log.subject(), "agent ready");
 
     let capture =
         supervise("capture", || capture.run()).instrument(info_span!("capture", peer = %peer));
-    let apply =
-        supervise("apply", || apply::run(&apply_ctx)).instrument(info_span!("apply", peer = %peer));
+    let apply = supervise("apply", || apply::run(Arc::clone(&apply_ctx)))
+        .instrument(info_span!("apply", peer = %peer));
     let report = async {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {
