@@ -12,6 +12,7 @@
 
 pub mod gtid;
 pub mod gtid_set;
+mod guard;
 pub mod mysql_txn;
 #[cfg(test)]
 mod mysql_wire_tests;

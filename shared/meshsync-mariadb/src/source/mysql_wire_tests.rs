@@ -400,3 +400,29 @@ fn a_transaction_without_its_commit_is_never_skipped() {
         .unwrap_err();
     assert!(err.to_string().contains(":1 has no commit event"), "{err}");
 }
+
+#[test]
+fn a_table_map_without_column_metadata_is_a_decode_error_not_a_panic() {
+    let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
+    // The table map of `table_map`, its three metadata bytes (and their count) cut out.
+    let mut tm = table_map(TABLE_ID, "app", "t");
+    let at = tm.windows(4).position(|w| w == [3, 3, 15, 245]).unwrap() + 4;
+    tm.splice(at..at + 4, [0u8]);
+    let size = u32::try_from(tm.len()).unwrap().to_le_bytes();
+    tm[9..13].copy_from_slice(&size);
+    let ev = Event::read(&fde, tm.as_slice()).unwrap();
+    let Ok(Some(EventData::TableMapEvent(tme))) = ev.read_data() else {
+        panic!("mysql_common reads the table map itself");
+    };
+    let rows = Event::read(&fde, write_row(TABLE_ID, 5, "hello").as_slice()).unwrap();
+    let Ok(Some(EventData::RowsEvent(r))) = rows.read_data() else {
+        panic!("a rows event");
+    };
+    // mysql_common panics decoding the row against it; capture gets an error.
+    match decode_rows(&r, &tme, &table()) {
+        Err(MariaDbError::Decode(m)) => {
+            assert!(m.contains("a rows event") && m.contains("malformed"), "{m}")
+        }
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+}

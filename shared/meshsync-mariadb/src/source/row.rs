@@ -138,12 +138,14 @@ pub fn decode_rows(
             },
         ));
     }
-    let decoded: Vec<(Option<BinlogRow>, Option<BinlogRow>)> = rows_ev
-        .rows(tme)
-        .collect::<Result<_, _>>()
-        .map_err(|e| MariaDbError::Decode(e.to_string()))?;
-    decoded
-        .iter()
-        .map(|(before, after)| row_image(table, before.as_ref(), after.as_ref()))
-        .collect()
+    super::guard::decoding("a rows event", || {
+        let decoded: Vec<(Option<BinlogRow>, Option<BinlogRow>)> = rows_ev
+            .rows(tme)
+            .collect::<Result<_, _>>()
+            .map_err(|e| MariaDbError::Decode(e.to_string()))?;
+        decoded
+            .iter()
+            .map(|(before, after)| row_image(table, before.as_ref(), after.as_ref()))
+            .collect()
+    })
 }

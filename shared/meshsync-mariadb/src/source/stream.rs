@@ -21,6 +21,7 @@ use meshsync_core::TableName;
 use super::{
     gtid::{GtidEvent, GtidState, parse_gtid_list},
     gtid_set::GtidSet,
+    guard,
     mysql_txn::{self, MySqlTxns, RowsSeen},
     row::{RowImage, decode_rows},
 };
@@ -267,11 +268,16 @@ impl MariaDbSource {
     /// The next committed transaction or heartbeat.
     pub async fn next_event(&mut self) -> Result<SourceEvent, MariaDbError> {
         loop {
-            let ev = match self.stream.next().await {
+            let next = guard::decoding_async("reading the binlog stream", async {
+                Ok(self.stream.next().await)
+            });
+            let ev = match next.await? {
                 None => return Err(MariaDbError::StreamEnded),
                 Some(ev) => ev.map_err(MariaDbError::binlog("read an event"))?,
             };
-            if let Some(out) = self.handle(ev).await? {
+            let pos = self.pos;
+            let what = format!("the binlog event after position {pos}");
+            if let Some(out) = guard::decoding_async(&what, self.handle(ev)).await? {
                 return Ok(out);
             }
         }
