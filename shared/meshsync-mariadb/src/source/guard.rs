@@ -18,15 +18,16 @@ pub fn decoding<T>(
     std::panic::catch_unwind(AssertUnwindSafe(decode)).unwrap_or_else(|p| Err(failed(what, &p)))
 }
 
-/// [`decoding`] for a future (reading the stream, handling an event).
+/// [`decoding`] for a future (reading the stream, handling an event); `what` is only worded
+/// when needed (this runs once per binlog event).
 pub async fn decoding_async<T>(
-    what: &str,
+    what: impl FnOnce() -> String,
     decode: impl Future<Output = Result<T, MariaDbError>>,
 ) -> Result<T, MariaDbError> {
     AssertUnwindSafe(decode)
         .catch_unwind()
         .await
-        .unwrap_or_else(|p| Err(failed(what, &p)))
+        .unwrap_or_else(|p| Err(failed(&what(), &p)))
 }
 
 fn failed(what: &str, panic: &Box<dyn Any + Send>) -> MariaDbError {

@@ -268,7 +268,7 @@ impl MariaDbSource {
     /// The next committed transaction or heartbeat.
     pub async fn next_event(&mut self) -> Result<SourceEvent, MariaDbError> {
         loop {
-            let next = guard::decoding_async("reading the binlog stream", async {
+            let next = guard::decoding_async(|| "reading the binlog stream".into(), async {
                 Ok(self.stream.next().await)
             });
             let ev = match next.await? {
@@ -276,8 +276,8 @@ impl MariaDbSource {
                 Some(ev) => ev.map_err(MariaDbError::binlog("read an event"))?,
             };
             let pos = self.pos;
-            let what = format!("the binlog event after position {pos}");
-            if let Some(out) = guard::decoding_async(&what, self.handle(ev)).await? {
+            let what = || format!("the binlog event after position {pos}");
+            if let Some(out) = guard::decoding_async(what, self.handle(ev)).await? {
                 return Ok(out);
             }
         }
