@@ -73,7 +73,7 @@ struct ToPark<'d> {
 
 /// Runs apply until the database or NATS fails (the caller restarts it).
 pub async fn run(ctx: Arc<ApplyContext>) -> Result<()> {
-    let consumer = format!("apply_{}", ctx.peer);
+    let consumer = meshsync_wire::subject::apply_consumer(&ctx.peer);
     let mut sink = Sink::connect(
         &ctx.target,
         ctx.policies.clone(),

@@ -10,8 +10,10 @@ use std::{
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
+use meshsync_core::PeerId;
 use meshsync_nats::inbox::is_drained;
 use meshsync_testkit::{NatsServer, Postgres, wait_until};
+use meshsync_wire::subject::{GLOBAL_STREAM, apply_consumer};
 use sqlx::{PgConnection, Row};
 
 /// Peers of the demo.
@@ -136,10 +138,14 @@ pub async fn run() -> Result<bool> {
     }
     println!("\n{total} writes committed. Waiting for every peer to apply everything...");
     for peer in PEERS {
-        let name = format!("apply_{peer}");
+        let name = apply_consumer(&PeerId::new(peer)?);
         wait_until("the mesh to drain", Duration::from_secs(120), || {
             let (client, name) = (client.clone(), name.clone());
-            async move { is_drained(&client, "MESH", &name).await.then_some(()) }
+            async move {
+                is_drained(&client, GLOBAL_STREAM, &name)
+                    .await
+                    .then_some(())
+            }
         })
         .await?;
     }

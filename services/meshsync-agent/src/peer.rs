@@ -98,7 +98,7 @@ pub async fn run(config: Config) -> Result<()> {
         target: prepared.target.clone(),
         client: client.clone(),
         stream: endpoints.consume_stream.clone(),
-        inbox: InboxSettings::for_durable(format!("apply_{peer}")),
+        inbox: InboxSettings::for_durable(meshsync_wire::subject::apply_consumer(&peer)),
         policies,
         tombstone_retention: config.merge.tombstone_retention(),
         dead_letters: DeadLetters::new(client.clone(), endpoints.dead_letter_subject.clone()),

@@ -18,6 +18,11 @@ pub const DEAD_LETTER_STREAM: &str = "MESH_DLQ";
 /// Subjects of the dead-letter stream.
 pub const DEAD_LETTER_SUBJECTS: &str = "mesh.dlq.>";
 
+/// Durable consumer a peer's apply reads the mesh with; also the name of its checkpoint.
+pub fn apply_consumer(peer: &PeerId) -> String {
+    format!("apply_{peer}")
+}
+
 /// Subject a directly connected peer publishes its changes on.
 pub fn direct(origin: &PeerId) -> String {
     format!("mesh.changes.{origin}")

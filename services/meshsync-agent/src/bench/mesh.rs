@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use meshsync_core::PeerId;
 use meshsync_pg::setup::Names;
 use meshsync_testkit::{NatsServer, Postgres};
+use meshsync_wire::subject::{GLOBAL_STREAM, apply_consumer};
 use sqlx::PgConnection;
 use tracing::info;
 
@@ -19,9 +20,6 @@ use super::{
     report::{CatchUp, Resources, SystemResult},
     workload,
 };
-
-/// The global stream of the agents' default topology.
-const SENDER_STREAM: &str = "MESH";
 
 /// Database used on both peers.
 const DB: &str = "bench";
@@ -262,11 +260,11 @@ pub async fn run(params: &Params) -> Result<MeshRun> {
 /// measure A's backlog too. Returns the time waited.
 pub async fn wait_own_applied(nats_url: &str, agent: &mut AgentProc) -> Result<Duration> {
     let client = meshsync_nats::connect(nats_url, "meshsync bench").await?;
-    let consumer = format!("apply_{}", PeerId::new("a")?);
+    let consumer = apply_consumer(&PeerId::new("a")?);
     let started = Instant::now();
     loop {
         agent.check_alive()?;
-        if meshsync_nats::inbox::is_drained(&client, SENDER_STREAM, &consumer).await {
+        if meshsync_nats::inbox::is_drained(&client, GLOBAL_STREAM, &consumer).await {
             return Ok(started.elapsed());
         }
         if started.elapsed() > Duration::from_secs(3600) {
