@@ -150,7 +150,8 @@ fn decide<'b>(
             RowAction::Delete => (true, Ok(Vec::new()), Vec::new()),
             RowAction::Insert(cols) | RowAction::Update(cols) => (
                 false,
-                cells_text(info, row.stored.state.visible_cells()),
+                cells_text(info, row.stored.state.visible_cells())
+                    .map(|cells| cells.into_iter().map(|(c, t)| (c.clone(), t)).collect()),
                 cols.keys().cloned().collect(),
             ),
             RowAction::None => continue,
@@ -182,19 +183,7 @@ fn copy_row(
     row: &PlannedRow<'_>,
     groups: &mut Vec<RowsCopy>,
 ) -> Result<(), String> {
-    let cells: Vec<(&String, &Value)> = row
-        .stored
-        .state
-        .visible_cells()
-        .filter(|(name, _)| info.column(name).is_some())
-        .collect();
-    let mut texts = Vec::with_capacity(cells.len());
-    for (name, v) in &cells {
-        let col = info
-            .column(name)
-            .ok_or_else(|| format!("no column {name:?}"))?;
-        texts.push(to_sql_text(v, &col.ty).map_err(|e| format!("column {name:?}: {e}"))?);
-    }
+    let cells = cells_text(info, row.stored.state.visible_cells())?;
     // Key columns the cells do not carry come from the key.
     let key = key_texts.get(&row.key);
     let from_key: Vec<(&String, Option<&str>)> = info
@@ -221,7 +210,7 @@ fn copy_row(
     let values = from_key
         .iter()
         .map(|(_, v)| *v)
-        .chain(texts.iter().map(Option::as_deref));
+        .chain(cells.iter().map(|(_, t)| t.as_deref()));
     groups[group].push(values);
     Ok(())
 }
@@ -512,18 +501,16 @@ pub async fn apply(
     })
 }
 
-/// The SQL text of merged column values (a value that does not fit is a parked row).
+/// The SQL text of merged column values, of the columns this table has (a value that does
+/// not fit is a parked row).
 fn cells_text<'s>(
     info: &TableInfo,
     cols: impl Iterator<Item = (&'s String, &'s Value)>,
-) -> Result<Vec<(String, Option<String>)>, String> {
-    cols.filter(|(name, _)| info.column(name).is_some())
-        .map(|(name, v)| {
-            let col = info
-                .column(name)
-                .ok_or_else(|| format!("no column {name:?}"))?;
+) -> Result<Vec<(&'s String, Option<String>)>, String> {
+    cols.filter_map(|(name, v)| info.column(name).map(|col| (name, v, col)))
+        .map(|(name, v, col)| {
             let text = to_sql_text(v, &col.ty).map_err(|e| format!("column {name:?}: {e}"))?;
-            Ok((name.clone(), text))
+            Ok((name, text))
         })
         .collect()
 }
