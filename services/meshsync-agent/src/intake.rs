@@ -43,7 +43,8 @@ impl<T: Send + 'static> Intake<T> {
         E: Into<anyhow::Error> + Send,
     {
         let (tx, decoded) = mpsc::unbounded_channel();
-        let budget = budget.clamp(1, Semaphore::MAX_PERMITS) as u32;
+        // Permits are taken as u32: a budget beyond that (or the semaphore's limit) is capped.
+        let budget = u32::try_from(budget.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
         let permits = Arc::new(Semaphore::new(budget as usize));
         let task = tokio::spawn(
             async move {
@@ -51,7 +52,9 @@ impl<T: Send + 'static> Intake<T> {
                     let held = match message {
                         Ok(m) => {
                             let item = decode(m);
-                            let n = (rows(&item) as u32).clamp(1, budget);
+                            let n = u32::try_from(rows(&item))
+                                .unwrap_or(u32::MAX)
+                                .clamp(1, budget);
                             let Ok(permit) = Arc::clone(&permits).acquire_many_owned(n).await
                             else {
                                 return;
