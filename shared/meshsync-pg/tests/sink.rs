@@ -183,21 +183,21 @@ async fn a_new_row_postgres_refuses_keeps_no_state(copy: bool) {
 
 async fn a_known_key_in_a_later_chunk_undoes_the_chunks_before_it(copy: bool) {
     let (_pg, mut c, mut s) = prepared(copy).await;
-    let first = insert("x", 200, &[(1_500, "newer", 1)]);
+    let first = insert("x", 200, &[(4_500, "newer", 1)]);
     assert_eq!(apply(&mut s, &first, 1).await, (1, 0, vec![]));
-    // 2,000 keys, taken as new in chunks of 1,000: the known key 1,500 is in the second, so
+    // 5,000 keys, taken as new in chunks of 4,096: the known key 4,500 is in the second, so
     // the first chunk's writes must be undone before the states are read.
-    let text: Vec<String> = (1..=2_000).map(|i| format!("r{i}")).collect();
-    let big: Vec<(i64, &str, i64)> = (1..=2_000)
+    let text: Vec<String> = (1..=5_000).map(|i| format!("r{i}")).collect();
+    let big: Vec<(i64, &str, i64)> = (1..=5_000)
         .map(|i| (i, text[i as usize - 1].as_str(), i % 50))
         .collect();
     let second = insert("y", 100, &big);
-    assert_eq!(apply(&mut s, &second, 2).await, (1_999, 1, vec![]));
+    assert_eq!(apply(&mut s, &second, 2).await, (4_999, 1, vec![]));
     let got = rows(&mut c).await;
-    assert_eq!(got.len(), 2_000);
-    assert_eq!(got[1_499], (1_500, "newer".to_owned(), 1));
+    assert_eq!(got.len(), 5_000);
+    assert_eq!(got[4_499], (4_500, "newer".to_owned(), 1));
     assert_eq!(got[0], (1, "r1".to_owned(), 1));
-    assert_eq!(states(&mut c).await, 2_000);
+    assert_eq!(states(&mut c).await, 5_000);
 }
 
 async fn a_row_here_without_a_state_is_merged_not_doubled(copy: bool) {

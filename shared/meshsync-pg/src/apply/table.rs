@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use meshsync_core::{Cell, ChangeBatch, PeerId, Value};
 use meshsync_merge::{
-    ConflictRecord, FreshGuess, PlannedRow, RowAction, RowInput, RowResult, StoredRow, TablePlan,
-    TablePolicies, chunks_by_key, overlapped, plan_table, tally,
+    ConflictRecord, FreshGuess, Outcome, PlannedRow, RowAction, RowInput, RowResult, StoredRow,
+    TablePlan, TablePolicies, chunks_by_key, fresh_insert, overlapped, plan_table, tally,
 };
 use tracing::debug;
 
@@ -183,9 +183,24 @@ fn copy_row(
     row: &PlannedRow<'_>,
     groups: &mut Vec<RowsCopy>,
 ) -> Result<(), String> {
-    let cells = cells_text(info, row.stored.state.visible_cells())?;
+    copy_cells(
+        info,
+        key_texts.get(&row.key),
+        row.stored.state.visible_cells(),
+        groups,
+    )
+}
+
+/// Adds a row of `cells` and `key` to the COPY group of its columns; `Err` when a value does
+/// not fit.
+fn copy_cells<'s>(
+    info: &TableInfo,
+    key: Option<&Vec<Option<String>>>,
+    cells: impl Iterator<Item = (&'s String, &'s Value)>,
+    groups: &mut Vec<RowsCopy>,
+) -> Result<(), String> {
+    let cells = cells_text(info, cells)?;
     // Key columns the cells do not carry come from the key.
-    let key = key_texts.get(&row.key);
     let from_key: Vec<(&String, Option<&str>)> = info
         .key
         .iter()
@@ -242,14 +257,13 @@ impl Decided<'_> {
     }
 }
 
-/// Distinct keys per chunk of a batch taken as new: the database writes one chunk while the
-/// agent decides the next. A compromise: each chunk costs four round trips (two COPYs), and
-/// PostgreSQL 15 makes a COPY's cost per row grow with its rows (each row buffered for a batch
-/// insert pins the table's tuple descriptor in the statement's resource owner, whose hash keeps
-/// those identical entries in one probe chain: at 1,000 rows per COPY that bookkeeping was 35 %
-/// of the backend's time, at 250 under 8 %). Catch-up measured 110,000 rows/s at 500 and at
-/// 1,000, 101,000-107,000 at 250.
-const FRESH_CHUNK_KEYS: usize = 500;
+/// Distinct keys per chunk of a batch taken as new. As many as an apply transaction holds
+/// (4,096 rows), so a catch-up transaction is two COPYs, states and rows. Chunks of 500 let
+/// the agent decide one chunk while the database wrote the one before, but on two busy cores
+/// that overlap no longer pays once plain inserts skip the planner ([`decide_plain`]), and
+/// every COPY costs PostgreSQL its set-up and up to 1,000 buffered slots: catch-up measured
+/// 135,000-148,000 rows/s at 4,096 against 119,000-122,000 at 500 (2026-11-27, same runs).
+const FRESH_CHUNK_KEYS: usize = 4096;
 
 /// One chunk of a batch taken as new, done: its rows' results and conflicts.
 struct ChunkDone {
@@ -271,7 +285,9 @@ enum FreshWrite {
 
 /// A chunk of keys taken as new, decided.
 struct FreshChunk<'b> {
-    decided: Decided<'b>,
+    /// The planner's decision; `None` for a chunk of plain inserts ([`decide_plain`]): every
+    /// row applied, no conflicts, nothing but the COPYs to write.
+    decided: Option<Decided<'b>>,
     /// Every key's state changes: a key whose state would not could not prove it had none.
     fresh: bool,
     write: FreshWrite,
@@ -286,6 +302,9 @@ fn decide_fresh<'b>(
     merge: Merge<'_>,
     copy: bool,
 ) -> FreshChunk<'b> {
+    if copy && let Some(plain) = decide_plain(info, batches, key_texts, chunk, merge) {
+        return plain;
+    }
     let none = HashMap::new();
     let mut rows: Vec<RowsCopy> = Vec::new();
     let decided = decide(
@@ -316,10 +335,42 @@ fn decide_fresh<'b>(
         )
     };
     FreshChunk {
-        decided,
+        decided: Some(decided),
         fresh,
         write,
     }
+}
+
+/// [`decide_fresh`] without the planner, for a chunk of plain inserts of distinct keys (see
+/// [`fresh_insert`]), the bulk of a catch-up. `None` when a row is not one, or a value does
+/// not fit its column (the planner's path parks that row).
+fn decide_plain<'b>(
+    info: &TableInfo,
+    batches: &[&'b ChangeBatch],
+    key_texts: &HashMap<Vec<u8>, Vec<Option<String>>>,
+    chunk: &[RowInput<'b>],
+    merge: Merge<'_>,
+) -> Option<FreshChunk<'b>> {
+    let mut keys = HashSet::with_capacity(chunk.len());
+    let mut states = StatesCopy::new(&info.name.to_string());
+    let mut rows: Vec<RowsCopy> = Vec::new();
+    for input in chunk {
+        if !keys.insert(input.key.as_slice()) {
+            return None;
+        }
+        let stored = fresh_insert(batches[input.batch], input.row, merge.policies, merge.me)?;
+        let key = key_texts.get(&input.key);
+        copy_cells(info, key, stored.state.visible_cells(), &mut rows).ok()?;
+        states.push(&input.key, &stored.encode(), None);
+    }
+    Some(FreshChunk {
+        decided: None,
+        fresh: true,
+        write: FreshWrite::Copy {
+            states: states.finish(),
+            rows,
+        },
+    })
 }
 
 /// Writes a decided chunk of keys taken as new; false when one of them was not new after all
@@ -372,24 +423,35 @@ async fn merge_fresh<'b>(
             if !c.fresh || !write_fresh(conn, info, &tbl, c).await? {
                 return Ok(None);
             }
-            let failed: HashMap<usize, String> = write::write(conn, info, &c.decided.writes)
+            let copied = match &c.write {
+                FreshWrite::Copy { rows, .. } => rows.iter().map(|r| r.len).sum(),
+                FreshWrite::Insert(_) => 0,
+            };
+            let Some(decided) = &c.decided else {
+                let results = chunk
+                    .iter()
+                    .map(|i| (i.batch, i.row.index, Ok(Outcome::Applied)))
+                    .collect();
+                return Ok(Some(ChunkDone {
+                    results,
+                    conflicts: Vec::new(),
+                    copied,
+                }));
+            };
+            let failed: HashMap<usize, String> = write::write(conn, info, &decided.writes)
                 .await?
                 .into_iter()
                 .collect();
             if !failed.is_empty() {
                 let keys: Vec<&[u8]> = failed
                     .keys()
-                    .map(|id| c.decided.plan.rows[*id].key.as_slice())
+                    .map(|id| decided.plan.rows[*id].key.as_slice())
                     .collect();
                 state::forget(conn, &tbl, &keys).await?;
             }
-            let copied = match &c.write {
-                FreshWrite::Copy { rows, .. } => rows.iter().map(|r| r.len).sum(),
-                FreshWrite::Insert(_) => 0,
-            };
             Ok(Some(ChunkDone {
-                results: c.decided.results(chunk, &failed),
-                conflicts: c.decided.plan.conflicts.clone(),
+                results: decided.results(chunk, &failed),
+                conflicts: decided.plan.conflicts.clone(),
                 copied,
             }))
         },
