@@ -62,6 +62,11 @@ CREATE TABLE IF NOT EXISTS meshsync.row_state (
 );
 CREATE INDEX IF NOT EXISTS row_state_deleted_at ON meshsync.row_state (deleted_at)
     WHERE deleted_at IS NOT NULL;
+-- Per table, the form its row_state keys are stored in (apply::key); none = texts.
+CREATE TABLE IF NOT EXISTS meshsync.key_form (
+    tbl text COLLATE \"C\" PRIMARY KEY,
+    form text NOT NULL
+);
 -- Last stream sequence applied per consumer, committed with the data (I9).
 CREATE TABLE IF NOT EXISTS meshsync.checkpoint (
     consumer text PRIMARY KEY,

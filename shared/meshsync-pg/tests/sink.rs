@@ -333,3 +333,75 @@ async fn every_supported_type_is_copied_as_the_statements_would_write_it() {
     assert_eq!(copied, inserted);
     assert!(copied[0].contains("\\\\x"), "{}", copied[0]);
 }
+
+/// The stored keys of `public.t`'s states, as text.
+async fn stored_keys(c: &mut PgConnection) -> Vec<String> {
+    let keys: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT pk FROM meshsync.row_state ORDER BY pk")
+        .fetch_all(c)
+        .await
+        .unwrap();
+    keys.into_iter()
+        .map(|(k,)| match k.first() {
+            Some(0xff) => format!("ints {:02x?}", &k[1..]),
+            _ => String::from_utf8_lossy(&k).into_owned(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn states_stored_under_an_older_key_form_are_converted_not_lost() {
+    let (pg, mut c, mut s) = prepared(true).await;
+    let first = insert("x", 200, &[(1, "newer", 1), (-2, "minus", 2)]);
+    assert_eq!(apply(&mut s, &first, 1).await, (2, 0, vec![]));
+    drop(s);
+    // As meshsync stored them before integer keys had their own form: JSON texts, no record.
+    sqlx::raw_sql(
+        "UPDATE meshsync.row_state SET pk = convert_to('[\"' || CASE WHEN get_byte(pk, 8) = 1
+             THEN '1' ELSE '-2' END || '\"]', 'UTF8');
+         DELETE FROM meshsync.key_form;",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(stored_keys(&mut c).await, [r#"["-2"]"#, r#"["1"]"#]);
+    // A new sink brings them into the integer form, so an older write still loses to them.
+    let mut s = sink(&pg, &mut c).await;
+    let ints = stored_keys(&mut c).await;
+    assert_eq!(
+        ints,
+        [
+            "ints [7f, ff, ff, ff, ff, ff, ff, fe]",
+            "ints [80, 00, 00, 00, 00, 00, 00, 01]"
+        ]
+    );
+    let older = insert(
+        "y",
+        100,
+        &[(1, "older", 9), (-2, "older", 9), (3, "three", 3)],
+    );
+    assert_eq!(apply(&mut s, &older, 2).await, (1, 2, vec![]));
+    assert_eq!(
+        rows(&mut c).await,
+        [
+            (-2, "minus".to_owned(), 2),
+            (1, "newer".to_owned(), 1),
+            (3, "three".to_owned(), 3)
+        ]
+    );
+    assert_eq!(states(&mut c).await, 3);
+    drop(s);
+    // The key column turns into text: the states go back to the texts form.
+    sqlx::raw_sql("ALTER TABLE public.t ALTER COLUMN id TYPE text")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let _s = sink(&pg, &mut c).await;
+    assert_eq!(
+        stored_keys(&mut c).await,
+        [r#"["-2"]"#, r#"["1"]"#, r#"["3"]"#]
+    );
+    // And a start with nothing to change changes nothing.
+    drop(_s);
+    let _s = sink(&pg, &mut c).await;
+    assert_eq!(stored_keys(&mut c).await.len(), 3);
+}

@@ -7,6 +7,7 @@
 //! applied as a logical message, so capture stamps later local writes above it (I8).
 
 mod copy;
+mod key;
 mod state;
 mod table;
 mod write;
@@ -17,7 +18,7 @@ pub use meshsync_core::{BatchReport, Parked};
 use meshsync_core::{ChangeBatch, Hlc, PeerId, TableName, by_table};
 use meshsync_merge::{ConflictRecord, FreshGuess, PolicySet};
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::{catalog::TableInfo, error::PgError, setup::Names, source::stream::APPLIED_HLC_PREFIX};
 
@@ -95,6 +96,12 @@ impl PgSink {
                 .execute(&mut conn)
                 .await
                 .map_err(PgError::query(what))?;
+        }
+        for info in tables.values() {
+            let converted = key::settle(&mut conn, info).await?;
+            if converted > 0 {
+                info!(table = %info.name, states = converted, "stored keys brought into the table's key form");
+            }
         }
         let copy = nodelay(&mut conn, url).await?;
         Ok(PgSink {

@@ -13,6 +13,7 @@ use tracing::debug;
 use super::{
     BatchReport, Parked,
     copy::{self, RowsCopy, StatesCopy},
+    key::KeyForm,
     state::{self, StateRow},
     write::{self, RowWrite},
 };
@@ -35,10 +36,6 @@ fn key_text(
             to_sql_text(v, &col.ty).map_err(|e| format!("key column {name:?}: {e}"))
         })
         .collect()
-}
-
-fn key_bytes(text: &[Option<String>]) -> Vec<u8> {
-    serde_json::to_vec(text).unwrap_or_default()
 }
 
 /// Checks that every value of an incoming row fits its column here (I10).
@@ -83,6 +80,7 @@ fn check<'b>(
         inputs: Vec::new(),
         key_texts: HashMap::new(),
     };
+    let form = KeyForm::of(info);
     for (b, batch) in batches.iter().enumerate() {
         for row in &batch.rows {
             let checked = key_text(info, &batch.key_columns, &row.key).and_then(|k| {
@@ -91,7 +89,7 @@ fn check<'b>(
             });
             match checked {
                 Ok(text) => {
-                    let key = key_bytes(&text);
+                    let key = form.encode(&text);
                     out.key_texts.entry(key.clone()).or_insert(text);
                     out.inputs.push(RowInput { batch: b, row, key });
                 }
