@@ -2,7 +2,8 @@
 //! `FreshGuess`): a known key among new ones still merges against its state, also in a later
 //! slice, and a new row PostgreSQL refuses keeps no state; each with COPY and with INSERT
 //! statements, and every supported type copied as the statements write it. A merged row whose
-//! value no longer fits its column is parked, not counted, and its state kept.
+//! value no longer fits its column is parked, not counted, and its state kept. States stored
+//! under an older key form are converted when a sink starts, both ways.
 
 use meshsync_core::{
     BatchReport, Cell, ChangeBatch, Hlc, Op, PeerId, RowChange, SchemaVersion, SourcePosition,
@@ -336,12 +337,10 @@ async fn every_supported_type_is_copied_as_the_statements_would_write_it() {
 
 /// The stored keys of `public.t`'s states, as text.
 async fn stored_keys(c: &mut PgConnection) -> Vec<String> {
-    let keys: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT pk FROM meshsync.row_state ORDER BY pk")
-        .fetch_all(c)
+    raw_keys(c)
         .await
-        .unwrap();
-    keys.into_iter()
-        .map(|(k,)| match k.first() {
+        .into_iter()
+        .map(|k| match k.first() {
             Some(0xff) => format!("ints {:02x?}", &k[1..]),
             _ => String::from_utf8_lossy(&k).into_owned(),
         })
@@ -404,4 +403,54 @@ async fn states_stored_under_an_older_key_form_are_converted_not_lost() {
     drop(_s);
     let _s = sink(&pg, &mut c).await;
     assert_eq!(stored_keys(&mut c).await.len(), 3);
+}
+
+#[tokio::test]
+async fn composite_integer_keys_convert_both_ways() {
+    let pg = Postgres::start().await.unwrap();
+    let mut c = pg.connect("postgres").await.unwrap();
+    sqlx::raw_sql("CREATE TABLE public.c (a int4, b int8, v text, PRIMARY KEY (a, b))")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    drop(sink_of(&pg, &mut c, "c").await);
+    // States as an older meshsync stored them: JSON texts of the key, no recorded form.
+    sqlx::raw_sql(
+        "DELETE FROM meshsync.key_form;
+         INSERT INTO meshsync.row_state (tbl, pk, state) VALUES
+             ('public.c', convert_to('[\"1\",\"-5\"]', 'UTF8'), '\\x00'),
+             ('public.c', convert_to('[\"-2147483648\",\"9223372036854775807\"]', 'UTF8'), '\\x00');",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    drop(sink_of(&pg, &mut c, "c").await);
+    let flip = |i: i64| (i.cast_unsigned() ^ (1 << 63)).to_be_bytes();
+    let key = |a: i64, b: i64| [&[0xff][..], &flip(a), &flip(b)].concat();
+    let got = raw_keys(&mut c).await;
+    assert_eq!(got, [key(-2_147_483_648, i64::MAX), key(1, -5)]);
+    // Column b becomes text: back to the texts form, exactly as the sink writes it.
+    sqlx::raw_sql("ALTER TABLE public.c ALTER COLUMN b TYPE text")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    drop(sink_of(&pg, &mut c, "c").await);
+    let got: Vec<String> = raw_keys(&mut c)
+        .await
+        .into_iter()
+        .map(|k| String::from_utf8(k).unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        [r#"["-2147483648","9223372036854775807"]"#, r#"["1","-5"]"#]
+    );
+}
+
+/// The stored keys of every state, in index order.
+async fn raw_keys(c: &mut PgConnection) -> Vec<Vec<u8>> {
+    let keys: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT pk FROM meshsync.row_state ORDER BY pk")
+        .fetch_all(c)
+        .await
+        .unwrap();
+    keys.into_iter().map(|(k,)| k).collect()
 }
