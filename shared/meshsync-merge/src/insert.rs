@@ -1,14 +1,16 @@
-//! The merge of a plain insert into a key with no stored state, without the planner.
+//! The merge of a plain insert into a key with no stored state, without the general merge.
 //!
 //! Catching up is mostly inserts of keys a peer has never seen. For those the general merge
-//! ([`crate::plan_table`]) clones every cell three times over (incoming row, joined state,
-//! visible row) and walks join machinery that has nothing to join: it was half the agent's
-//! work in a catch-up. Here the state is built straight from the change. It must equal what
-//! the planner makes, byte for byte once stored; the tests below hold the two side by side.
+//! ([`crate::merge_row`]) clones every cell twice over (incoming row, joined state) and walks
+//! join machinery that has nothing to join: with the rest of the planner it was half the
+//! agent's work in a catch-up. Here the state is built straight from the change. It must equal
+//! what the general merge makes, byte for byte once stored; the tests below hold the two side
+//! by side. [`crate::plan_table`] takes this path for a key's first change when nothing is
+//! stored for it.
 
 use std::collections::BTreeMap;
 
-use meshsync_core::{Cell, ChangeBatch, Op, PeerId, RowChange};
+use meshsync_core::{Cell, ChangeBatch, Op, RowChange};
 
 use crate::{
     config::TablePolicies,
@@ -19,16 +21,14 @@ use crate::{
 /// The state a plain insert gives a key with no stored state: every column it writes at the
 /// change's version, passed through the column's policy ([`crate::MergePolicy::canonical`]).
 ///
-/// `None` when the row is not plain, and the caller must plan it: a batch from `me` (its rows
-/// are already in the table, only their states are recorded), not an insert, a counter delta,
-/// a cell the change did not write, or a column named twice.
+/// `None` when the row is not plain and needs the general merge: not an insert, a counter
+/// delta, a cell the change did not write, or a column named twice.
 pub fn fresh_insert(
     batch: &ChangeBatch,
     row: &RowChange,
     policies: &TablePolicies,
-    me: &PeerId,
 ) -> Option<StoredRow> {
-    if batch.origin == *me || row.op != Op::Insert || !row.deltas.is_empty() {
+    if row.op != Op::Insert || !row.deltas.is_empty() {
         return None;
     }
     let version = batch.row_version(row);
@@ -62,23 +62,19 @@ pub fn fresh_insert(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use meshsync_core::{
         Cell, ChangeBatch, Hlc, Op, PeerId, RowChange, SchemaVersion, SourcePosition, TableName,
         TxnId, Value,
     };
 
     use super::fresh_insert;
-    use crate::{PolicyKind, RowAction, RowInput, TablePolicies, plan_table, stored::StoredRow};
+    use crate::{
+        IncomingRow, PolicyKind, RowAction, RowState, TablePolicies, merge_row, stored::StoredRow,
+    };
 
-    fn peer(s: &str) -> PeerId {
-        PeerId::new(s).unwrap()
-    }
-
-    fn batch(origin: &str, columns: &[&str], rows: Vec<RowChange>) -> ChangeBatch {
+    fn batch(columns: &[&str], rows: Vec<RowChange>) -> ChangeBatch {
         ChangeBatch {
-            origin: peer(origin),
+            origin: PeerId::new("a").unwrap(),
             database: "db".into(),
             table: TableName::parse("public.t").unwrap(),
             hlc: Hlc {
@@ -105,16 +101,26 @@ mod tests {
         }
     }
 
-    /// What the planner stores and writes for `b`'s first row against no state.
-    fn planned(b: &ChangeBatch, policies: &TablePolicies) -> (StoredRow, Option<RowAction>) {
-        let inputs = [RowInput {
-            batch: 0,
-            row: &b.rows[0],
-            key: b"k".to_vec(),
-        }];
-        let plan = plan_table(&[b], &inputs, &HashMap::new(), policies, &peer("me"));
-        let row = plan.rows.into_iter().next().unwrap();
-        (row.stored, row.write)
+    /// What the general merge stores and writes for `b`'s first row against no state.
+    fn merged(b: &ChangeBatch, policies: &TablePolicies) -> (StoredRow, RowAction, usize) {
+        let row = &b.rows[0];
+        let incoming = IncomingRow {
+            op: row.op,
+            version: b.row_version(row),
+            cells: b
+                .columns
+                .iter()
+                .cloned()
+                .zip(row.cells.iter().cloned())
+                .collect(),
+            counters: Default::default(),
+        };
+        let m = merge_row(&RowState::default(), &incoming, policies);
+        let stored = StoredRow {
+            state: m.state,
+            counted: Default::default(),
+        };
+        (stored, m.action, m.conflicts.len())
     }
 
     fn policies(spec: &[(&str, PolicyKind)]) -> TablePolicies {
@@ -125,7 +131,7 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_insert_stores_and_shows_what_the_planner_does() {
+    fn a_plain_insert_stores_and_shows_what_the_general_merge_does() {
         let values = [
             Value::Int(5),
             Value::Text("tab\tand ünïcode".into()),
@@ -142,77 +148,57 @@ mod tests {
         ] {
             let p = policies(&spec);
             let cells = values.iter().cloned().map(Cell::Value).collect();
-            let b = batch("a", &cols, vec![insert(9, cells)]);
-            let (want, write) = planned(&b, &p);
-            let got = fresh_insert(&b, &b.rows[0], &p, &peer("me")).expect("plain insert");
+            let b = batch(&cols, vec![insert(9, cells)]);
+            let (want, action, conflicts) = merged(&b, &p);
+            let got = fresh_insert(&b, &b.rows[0], &p).expect("plain insert");
             assert_eq!(got, want, "policies {spec:?}");
             assert_eq!(got.encode(), want.encode(), "policies {spec:?}");
+            assert_eq!(conflicts, 0);
             let shown: std::collections::BTreeMap<String, Value> = got
                 .state
                 .visible_cells()
                 .map(|(c, v)| (c.clone(), v.clone()))
                 .collect();
-            match write {
-                Some(RowAction::Insert(row)) => {
+            match action {
+                RowAction::Insert(row) => {
                     assert_eq!(
                         format!("{shown:?}"),
                         format!("{row:?}"),
                         "policies {spec:?}"
                     );
                 }
-                other => panic!("planner did not insert: {other:?}"),
+                other => panic!("the general merge did not insert: {other:?}"),
             }
         }
     }
 
     #[test]
-    fn rows_that_are_not_plain_inserts_go_to_the_planner() {
+    fn rows_that_are_not_plain_inserts_take_the_general_merge() {
         let p = policies(&[]);
-        let me = peer("me");
         let plain = vec![Cell::Value(Value::Int(1)), Cell::Value(Value::Int(2))];
+        let with = |f: &dyn Fn(&mut RowChange)| {
+            let mut r = insert(1, plain.clone());
+            f(&mut r);
+            batch(&["id", "n"], vec![r])
+        };
         let cases: Vec<(&str, ChangeBatch)> = vec![
-            (
-                "own change",
-                batch("me", &["id", "n"], vec![insert(1, plain.clone())]),
-            ),
-            ("update", {
-                let mut r = insert(1, plain.clone());
-                r.op = Op::Update;
-                batch("a", &["id", "n"], vec![r])
-            }),
-            ("counter delta", {
-                let mut r = insert(1, plain.clone());
-                r.deltas = vec![(1, 2)];
-                batch("a", &["id", "n"], vec![r])
-            }),
+            ("update", with(&|r| r.op = Op::Update)),
+            ("delete", with(&|r| r.op = Op::Delete)),
+            ("counter delta", with(&|r| r.deltas = vec![(1, 2)])),
             (
                 "kept cell",
-                batch(
-                    "a",
-                    &["id", "n"],
-                    vec![insert(
-                        1,
-                        vec![Cell::Value(Value::Int(1)), Cell::Kept(Value::Int(2))],
-                    )],
-                ),
+                with(&|r| r.cells[1] = Cell::Kept(Value::Int(2))),
             ),
-            (
-                "unchanged cell",
-                batch(
-                    "a",
-                    &["id", "n"],
-                    vec![insert(1, vec![Cell::Value(Value::Int(1)), Cell::Unchanged])],
-                ),
-            ),
+            ("unchanged cell", with(&|r| r.cells[1] = Cell::Unchanged)),
             (
                 "column twice",
-                batch("a", &["id", "id"], vec![insert(1, plain.clone())]),
+                batch(&["id", "id"], vec![insert(1, plain.clone())]),
             ),
         ];
         for (what, b) in cases {
-            assert!(fresh_insert(&b, &b.rows[0], &p, &me).is_none(), "{what}");
+            assert!(fresh_insert(&b, &b.rows[0], &p).is_none(), "{what}");
         }
-        let b = batch("a", &["id", "n"], vec![insert(1, plain)]);
-        assert!(fresh_insert(&b, &b.rows[0], &p, &me).is_some());
+        let b = batch(&["id", "n"], vec![insert(1, plain)]);
+        assert!(fresh_insert(&b, &b.rows[0], &p).is_some());
     }
 }

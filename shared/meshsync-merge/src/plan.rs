@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::TablePolicies,
     fresh::RowResult,
+    insert::fresh_insert,
     row::{Conflict, IncomingRow, RowAction, merge_state, row_action},
     state::{CounterParts, RowState},
     stored::StoredRow,
@@ -141,6 +142,15 @@ pub fn plan_table<'b>(
         let row = &mut plan.rows[slot];
         row.key_values = &input.row.key;
         row.inputs.push(i);
+        // A key's first change with nothing stored: a plain insert's state is built directly.
+        if !row.existed
+            && row.inputs.len() == 1
+            && let Some(state) = fresh_insert(batch, input.row, policies)
+        {
+            row.stored = state;
+            plan.outcomes[i] = Outcome::Applied;
+            continue;
+        }
         let version = batch.row_version(input.row);
         let incoming = IncomingRow {
             op: input.row.op,

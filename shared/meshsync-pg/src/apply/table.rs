@@ -353,10 +353,12 @@ fn decide_plain<'b>(
     let mut states = StatesCopy::new(&info.name.to_string());
     let mut rows: Vec<RowsCopy> = Vec::new();
     for input in chunk {
-        if !keys.insert(input.key.as_slice()) {
+        let batch = batches[input.batch];
+        // This peer's own rows are in the table already: the planner records only their states.
+        if !keys.insert(input.key.as_slice()) || batch.origin == *merge.me {
             return None;
         }
-        let stored = fresh_insert(batches[input.batch], input.row, merge.policies, merge.me)?;
+        let stored = fresh_insert(batch, input.row, merge.policies)?;
         let key = key_texts.get(&input.key);
         copy_cells(info, key, stored.state.visible_cells(), &mut rows).ok()?;
         states.push(&input.key, &stored.encode(), None);
