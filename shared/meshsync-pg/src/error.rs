@@ -53,6 +53,17 @@ pub enum PgError {
     /// A URL meshsync cannot use.
     #[error("database.url: {0}")]
     Url(String),
+    /// The stored keys of a table are in a form this meshsync does not know.
+    #[error(
+        "meshsync.key_form says the merge states of {table} are stored in form {form:?}, which \
+         this meshsync does not know (written by a newer one?): upgrade this peer's agent"
+    )]
+    KeyForm {
+        /// The table.
+        table: String,
+        /// The recorded form.
+        form: String,
+    },
     /// A table meshsync cannot digest for `verify`; names table and column, never a value.
     #[error("verify: {0}")]
     Verify(String),

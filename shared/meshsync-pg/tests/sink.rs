@@ -403,6 +403,32 @@ async fn states_stored_under_an_older_key_form_are_converted_not_lost() {
     drop(_s);
     let _s = sink(&pg, &mut c).await;
     assert_eq!(stored_keys(&mut c).await.len(), 3);
+    drop(_s);
+    // A form this meshsync does not know is refused, not misread.
+    sqlx::raw_sql("UPDATE meshsync.key_form SET form = 'ints2'")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let names = Names::for_peer(&peer("me"));
+    let tables = [TableName::new("public", "t")];
+    let infos = catalog::load(&mut c, &tables).await.unwrap();
+    let refused = PgSink::connect(
+        &pg.url("postgres"),
+        &names,
+        infos,
+        PolicySet::default(),
+        peer("me"),
+        "apply_me".into(),
+    )
+    .await
+    .err()
+    .expect("an unknown key form is refused");
+    let text = refused.to_string();
+    assert!(
+        text.contains("\"ints2\"") && text.contains("upgrade"),
+        "{text}"
+    );
+    assert_eq!(stored_keys(&mut c).await.len(), 3);
 }
 
 #[tokio::test]

@@ -92,8 +92,14 @@ pub async fn settle(conn: &mut PgConnection, info: &TableInfo) -> Result<u64, Pg
             .map_err(PgError::query("read the key form"))?;
     // No record: every state was written in the texts form.
     let have = match stored.as_ref().map(|(f,)| f.as_str()) {
+        None | Some("texts") => KeyForm::Texts,
         Some("ints") => KeyForm::Ints,
-        _ => KeyForm::Texts,
+        Some(other) => {
+            return Err(PgError::KeyForm {
+                table: tbl,
+                form: other.to_owned(),
+            });
+        }
     };
     let converted = match (have, want) {
         (KeyForm::Texts, KeyForm::Ints) => convert(&mut tx, &tbl, TEXTS_TO_INTS, b'[').await?,
