@@ -144,15 +144,20 @@ impl Mixed {
         let stream = checker::rows_of(&checker::read_stream(&self.client, "MESH").await.unwrap());
         checker::check_stream_matches_writes(&stream, writes).unwrap();
         let expected = checker::expected(&stream);
-        assert_eq!(self.pg.rows().await.unwrap(), expected, "peer p");
+        let rows = self.pg.rows().await.unwrap();
+        if rows != expected {
+            // What the agent said about parking, retrying or failing, to tell a merge that
+            // decided wrongly from an apply that never ran.
+            let log = self.pg.agent.as_ref().map(Agent::log).unwrap_or_default();
+            panic!(
+                "peer p holds {rows:?}\nexpected {expected:?}\n{}",
+                notable(&log)
+            );
+        }
         for m in &self.maria {
             let rows = m.rows().await.unwrap();
             if rows != expected {
                 let logs = m.agent.as_ref().map(Agent::log).unwrap_or_default();
-                let notable: Vec<&str> = logs
-                    .lines()
-                    .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("parked"))
-                    .collect();
                 let mut c = m.connect().await.unwrap();
                 let states: Vec<(Vec<u8>, Option<i64>, i64)> = sqlx::query_as(
                     "SELECT pk, deleted_at, LENGTH(state) FROM meshsync.row_state ORDER BY pk",
@@ -177,7 +182,7 @@ impl Mixed {
                 panic!(
                     "peer {} holds {rows:?}\nexpected {expected:?}\nhistory {history:#?}\nstates {states:?}\n{}",
                     m.id,
-                    notable.join("\n")
+                    notable(&logs)
                 );
             }
         }
@@ -439,4 +444,17 @@ async fn a_statement_format_binlog_is_refused_at_start_naming_the_setting() {
         log.contains("binlog_format") && log.contains("ROW"),
         "the error names the setting and the fix:\n{log}"
     );
+}
+
+/// The lines of an agent's log that say it parked, retried or failed (progress lines only
+/// when something was parked).
+fn notable(log: &str) -> String {
+    log.lines()
+        .filter(|l| {
+            l.contains("WARN")
+                || l.contains("ERROR")
+                || (l.contains("parked") && !l.contains("parked=0"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
