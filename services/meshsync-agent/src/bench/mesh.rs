@@ -214,11 +214,14 @@ pub async fn run(params: &Params) -> Result<MeshRun> {
         settled_secs = settled.as_secs_f64(),
         "meshsync: rows written, published and recorded by A; starting B"
     );
+    let wal_from = workload::current_lsn(&mut dst).await?;
     let started = Instant::now();
     let mut agent_b = AgentProc::start(config_b, &params.out.join("agent-b.log"))?;
     workload::wait_count(&mut dst, params.rows, Duration::from_secs(3600)).await?;
     let elapsed = started.elapsed();
-    let catch_up = CatchUp::new(params.rows, insert, Some((publish, settled)), elapsed);
+    let wal_to = workload::current_lsn(&mut dst).await?;
+    let catch_up = CatchUp::new(params.rows, insert, Some((publish, settled)), elapsed)
+        .with_receiver_wal(wal_from, wal_to);
     info!(rows_per_sec = catch_up.rows_per_sec, "meshsync: caught up");
     let resources = Resources::new(
         params.rows,

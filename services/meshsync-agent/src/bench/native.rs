@@ -65,13 +65,16 @@ pub async fn run(params: &Params) -> Result<SystemResult> {
         secs = insert.as_secs_f64(),
         "native: rows written, enabling the subscription"
     );
+    let wal_from = workload::current_lsn(&mut dst).await?;
     let started = Instant::now();
     sqlx::raw_sql("ALTER SUBSCRIPTION bench_sub ENABLE")
         .execute(&mut dst)
         .await?;
     workload::wait_count(&mut dst, params.rows, Duration::from_secs(3600)).await?;
     let elapsed = started.elapsed();
-    let catch_up = CatchUp::new(params.rows, insert, None, elapsed);
+    let wal_to = workload::current_lsn(&mut dst).await?;
+    let catch_up =
+        CatchUp::new(params.rows, insert, None, elapsed).with_receiver_wal(wal_from, wal_to);
     info!(rows_per_sec = catch_up.rows_per_sec, "native: caught up");
 
     // The processes that did the work: the source's walsender and the target's apply worker.

@@ -30,6 +30,8 @@ pub struct CatchUp {
     pub catch_up_secs: f64,
     /// `rows / catch_up_secs`.
     pub rows_per_sec: f64,
+    /// PostgreSQL only: WAL the receiving server wrote during the catch-up, bytes.
+    pub receiver_wal_bytes: Option<u64>,
 }
 
 impl CatchUp {
@@ -48,7 +50,20 @@ impl CatchUp {
             settled_secs: publish.map(|(_, s)| s.as_secs_f64()),
             catch_up_secs: secs,
             rows_per_sec: rows as f64 / secs,
+            receiver_wal_bytes: None,
         }
+    }
+
+    /// With the WAL the receiver wrote between the LSNs `from` and `to`.
+    pub fn with_receiver_wal(mut self, from: i64, to: i64) -> CatchUp {
+        self.receiver_wal_bytes = u64::try_from(to - from).ok();
+        self
+    }
+
+    /// MiB of receiver WAL per 100k rows, if measured.
+    pub fn wal_mib_per_100k(&self) -> Option<f64> {
+        self.receiver_wal_bytes
+            .map(|b| b as f64 / (1024.0 * 1024.0) * 100_000.0 / self.rows.max(1) as f64)
     }
 }
 
@@ -114,6 +129,7 @@ impl SystemResult {
                 "settled_secs": c.settled_secs,
                 "catch_up_secs": c.catch_up_secs,
                 "rows_per_sec": c.rows_per_sec,
+                "receiver_wal_bytes": c.receiver_wal_bytes,
             },
             "steady": {
                 "rows_written": s.rows,
@@ -253,6 +269,16 @@ impl Report {
                 verdict(ratio >= TARGET_CATCH_UP_RATIO)
             ),
         );
+        if n.catch_up.receiver_wal_bytes.is_some() || m.catch_up.receiver_wal_bytes.is_some() {
+            let wal = |c: &CatchUp| c.wal_mib_per_100k().map(f1).unwrap_or_else(|| "-".into());
+            row(
+                &mut t,
+                "receiver WAL per 100k rows (MiB)",
+                wal(&n.catch_up),
+                wal(&m.catch_up),
+                "",
+            );
+        }
         row(
             &mut t,
             "steady rows written / seen",
@@ -339,4 +365,28 @@ fn f1(v: f64) -> String {
 /// No decimals.
 fn f0(v: f64) -> String {
     format!("{v:.0}")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::CatchUp;
+
+    #[test]
+    fn receiver_wal_is_reported_per_100k_rows() {
+        let c = CatchUp::new(
+            200_000,
+            Duration::from_secs(10),
+            None,
+            Duration::from_secs(1),
+        );
+        assert_eq!(c.wal_mib_per_100k(), None);
+        let c = c.with_receiver_wal(1 << 20, 17 << 20);
+        assert_eq!(c.receiver_wal_bytes, Some(16 << 20));
+        assert_eq!(c.wal_mib_per_100k(), Some(8.0));
+        // An LSN that went backwards (a different server) is no figure.
+        let c = c.with_receiver_wal(5, 4);
+        assert_eq!(c.wal_mib_per_100k(), None);
+    }
 }
