@@ -103,6 +103,15 @@ async fn sink(pg: &Postgres, c: &mut PgConnection) -> PgSink {
 
 /// A sink for table `public.<table>`.
 async fn sink_of(pg: &Postgres, c: &mut PgConnection, table: &str) -> PgSink {
+    try_sink_of(pg, c, table).await.unwrap()
+}
+
+/// A sink for table `public.<table>`, or why it would not start.
+async fn try_sink_of(
+    pg: &Postgres,
+    c: &mut PgConnection,
+    table: &str,
+) -> Result<PgSink, meshsync_pg::PgError> {
     let names = Names::for_peer(&peer("me"));
     let tables = [TableName::new("public", table)];
     setup::prepare(c, &names, &tables).await.unwrap();
@@ -116,7 +125,6 @@ async fn sink_of(pg: &Postgres, c: &mut PgConnection, table: &str) -> PgSink {
         "apply_me".into(),
     )
     .await
-    .unwrap()
 }
 
 /// Applies `batch` in one committed transaction; (applied, superseded, parked).
@@ -409,20 +417,10 @@ async fn states_stored_under_an_older_key_form_are_converted_not_lost() {
         .execute(&mut c)
         .await
         .unwrap();
-    let names = Names::for_peer(&peer("me"));
-    let tables = [TableName::new("public", "t")];
-    let infos = catalog::load(&mut c, &tables).await.unwrap();
-    let refused = PgSink::connect(
-        &pg.url("postgres"),
-        &names,
-        infos,
-        PolicySet::default(),
-        peer("me"),
-        "apply_me".into(),
-    )
-    .await
-    .err()
-    .expect("an unknown key form is refused");
+    let refused = try_sink_of(&pg, &mut c, "t")
+        .await
+        .err()
+        .expect("an unknown key form is refused");
     let text = refused.to_string();
     assert!(
         text.contains("\"ints2\"") && text.contains("upgrade"),
