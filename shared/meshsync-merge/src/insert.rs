@@ -18,17 +18,25 @@ use crate::{
     stored::StoredRow,
 };
 
-/// The state a plain insert gives a key with no stored state: every column it writes at the
-/// change's version, passed through the column's policy ([`crate::MergePolicy::canonical`]).
+/// Whether `row` is a plain insert: an insert that writes every cell it carries, with no
+/// counter delta. A cheap test, for callers that want to know before building anything.
+pub fn is_plain_insert(row: &RowChange) -> bool {
+    row.op == Op::Insert
+        && row.deltas.is_empty()
+        && row.cells.iter().all(|c| matches!(c, Cell::Value(_)))
+}
+
+/// The state a plain insert ([`is_plain_insert`]) gives a key with no stored state: every
+/// column it writes at the change's version, passed through the column's policy
+/// ([`crate::MergePolicy::canonical`]).
 ///
-/// `None` when the row is not plain and needs the general merge: not an insert, a counter
-/// delta, a cell the change did not write, or a column named twice.
+/// `None` when the row needs the general merge: not a plain insert, or a column named twice.
 pub fn fresh_insert(
     batch: &ChangeBatch,
     row: &RowChange,
     policies: &TablePolicies,
 ) -> Option<StoredRow> {
-    if row.op != Op::Insert || !row.deltas.is_empty() {
+    if !is_plain_insert(row) {
         return None;
     }
     let version = batch.row_version(row);
@@ -197,8 +205,11 @@ mod tests {
         ];
         for (what, b) in cases {
             assert!(fresh_insert(&b, &b.rows[0], &p).is_none(), "{what}");
+            let plain_row = what == "column twice";
+            assert_eq!(super::is_plain_insert(&b.rows[0]), plain_row, "{what}");
         }
         let b = batch(&["id", "n"], vec![insert(1, plain)]);
         assert!(fresh_insert(&b, &b.rows[0], &p).is_some());
+        assert!(super::is_plain_insert(&b.rows[0]));
     }
 }

@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 use meshsync_core::{Cell, ChangeBatch, PeerId, Value};
 use meshsync_merge::{
     ConflictRecord, FreshGuess, Outcome, PlannedRow, RowAction, RowInput, RowResult, StoredRow,
-    TablePlan, TablePolicies, chunks_by_key, fresh_insert, overlapped, plan_table, tally,
+    TablePlan, TablePolicies, chunks_by_key, fresh_insert, is_plain_insert, overlapped, plan_table,
+    tally,
 };
 use tracing::debug;
 
@@ -349,16 +350,22 @@ fn decide_plain<'b>(
     chunk: &[RowInput<'b>],
     merge: Merge<'_>,
 ) -> Option<FreshChunk<'b>> {
+    // Checked for the whole chunk first: a mixed chunk goes to the planner without having
+    // built states for its leading plain rows. This peer's own rows are in the table
+    // already: the planner records only their states.
     let mut keys = HashSet::with_capacity(chunk.len());
+    let plain = chunk.iter().all(|i| {
+        keys.insert(i.key.as_slice())
+            && batches[i.batch].origin != *merge.me
+            && is_plain_insert(i.row)
+    });
+    if !plain {
+        return None;
+    }
     let mut states = StatesCopy::new(&info.name.to_string());
     let mut rows: Vec<RowsCopy> = Vec::new();
     for input in chunk {
-        let batch = batches[input.batch];
-        // This peer's own rows are in the table already: the planner records only their states.
-        if !keys.insert(input.key.as_slice()) || batch.origin == *merge.me {
-            return None;
-        }
-        let stored = fresh_insert(batch, input.row, merge.policies)?;
+        let stored = fresh_insert(batches[input.batch], input.row, merge.policies)?;
         let key = key_texts.get(&input.key);
         copy_cells(info, key, stored.state.visible_cells(), &mut rows).ok()?;
         states.push(&input.key, &stored.encode(), None);
