@@ -106,7 +106,7 @@ pub async fn settle(conn: &mut PgConnection, info: &TableInfo) -> Result<u64, Pg
         (KeyForm::Ints, KeyForm::Texts) => convert(&mut tx, &tbl, INTS_TO_TEXTS, INTS_TAG).await?,
         _ => 0,
     };
-    if stored.as_ref().map(|(f,)| f.as_str()) != Some(want.name()) {
+    if stored.is_none() || have != want {
         sqlx::query(
             "INSERT INTO meshsync.key_form (tbl, form) VALUES ($1, $2)
              ON CONFLICT (tbl) DO UPDATE SET form = EXCLUDED.form",
