@@ -29,6 +29,7 @@ use crate::{
     policies::PolicyCheck,
     sink::{Sink, SinkTarget},
 };
+use meshsync_pg::apply::Prepared;
 
 /// Most messages taken from the consumer at once.
 pub const MAX_MESSAGES_PER_TXN: usize = 256;
@@ -97,11 +98,20 @@ pub async fn run(ctx: Arc<ApplyContext>) -> Result<()> {
     info!(checkpoint, "apply started");
     let messages = inbox.messages().await?;
     let decoder = Arc::clone(&ctx);
+    let preparer = sink.preparer();
     let mut intake = Intake::start(
         messages,
-        move |delivery: Delivery| Decoded {
-            batch: decode_one(&decoder, &delivery),
-            delivery,
+        move |delivery: Delivery| {
+            let batch = decode_one(&decoder, &delivery);
+            let prepared = match (&preparer, &batch) {
+                (Some(p), Ok(b)) => p.prepare(b),
+                _ => None,
+            };
+            Decoded {
+                batch,
+                prepared,
+                delivery,
+            }
         },
         |m: &Decoded| m.batch.as_ref().map_or(1, |b| b.rows.len()),
         INTAKE_ROWS,
@@ -152,10 +162,12 @@ const TAIL_WAIT: Duration = Duration::from_millis(5);
 /// transactions' worth keeps the next one ready without holding every unacked message decoded.
 const INTAKE_ROWS: usize = 2 * MAX_ROWS_PER_TXN;
 
-/// A delivery, decoded and checked (or the reason to park it).
+/// A delivery, decoded and checked (or the reason to park it), and prepared for the sink
+/// when it could be.
 struct Decoded {
     delivery: Delivery,
     batch: Result<ChangeBatch, String>,
+    prepared: Option<Prepared>,
 }
 
 /// A decoded delivery waiting to be applied, holding its share of the intake's budget.
@@ -263,10 +275,14 @@ async fn apply_decoded(
         .unwrap_or(0);
     let mut parked: Vec<ToPark<'_>> = Vec::new();
     let mut decoded = Vec::new();
+    let mut prepared = Vec::new();
     for m in part {
         let d = &m.item.delivery;
         match &m.item.batch {
-            Ok(b) => decoded.push((d, b)),
+            Ok(b) => {
+                decoded.push((d, b));
+                prepared.push(m.item.prepared.as_ref());
+            }
             Err(reason) => parked.push(ToPark {
                 delivery: d,
                 reason: reason.clone(),
@@ -276,7 +292,7 @@ async fn apply_decoded(
     let decoded_at = started.elapsed();
     let mut txn = sink.begin().await?;
     let batches: Vec<&ChangeBatch> = decoded.iter().map(|(_, b)| *b).collect();
-    let reports = txn.apply(&batches).await?;
+    let reports = txn.apply(&batches, &prepared).await?;
     let applied_at = started.elapsed();
     for ((d, _), report) in decoded.iter().zip(reports) {
         ctx.counters.add_applied(report.applied, report.superseded);

@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use anyhow::Result;
 use meshsync_core::{BatchReport, ChangeBatch, Hlc, PeerId, TableName};
 use meshsync_merge::{ConflictRecord, PolicySet};
-use meshsync_pg::setup::Names;
+use meshsync_pg::{
+    apply::{Prepared, Preparer},
+    setup::Names,
+};
 
 /// Where apply writes, with what it needs to connect.
 #[derive(Clone)]
@@ -93,6 +96,14 @@ impl Sink {
         })
     }
 
+    /// What prepares messages for this sink while they wait in the intake, if it has one.
+    pub fn preparer(&self) -> Option<Preparer> {
+        match self {
+            Sink::Postgres(s) => s.preparer(),
+            Sink::MariaDb(_) => None,
+        }
+    }
+
     /// Starts a transaction.
     pub async fn begin(&mut self) -> Result<SinkTxn<'_>> {
         Ok(match self {
@@ -103,10 +114,15 @@ impl Sink {
 }
 
 impl SinkTxn<'_> {
-    /// Merges batches (stream order); one report per batch.
-    pub async fn apply(&mut self, batches: &[&ChangeBatch]) -> Result<Vec<BatchReport>> {
+    /// Merges batches (stream order), with what the [`Preparer`] made of each; one report per
+    /// batch.
+    pub async fn apply(
+        &mut self,
+        batches: &[&ChangeBatch],
+        prepared: &[Option<&Prepared>],
+    ) -> Result<Vec<BatchReport>> {
         Ok(match self {
-            SinkTxn::Postgres(t) => t.apply(batches).await?,
+            SinkTxn::Postgres(t) => t.apply_prepared(batches, prepared).await?,
             SinkTxn::MariaDb(t) => t.apply(batches).await?,
         })
     }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod decode_fixtures;
+mod prepared;
 mod props;
 mod sink;
 mod support;

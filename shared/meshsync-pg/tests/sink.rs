@@ -18,15 +18,16 @@ use meshsync_pg::{
 use meshsync_testkit::{ALL_TYPES_DDL, Postgres};
 use sqlx::PgConnection;
 
-const T: &str =
+/// Table `public.t`, with a CHECK only the database knows of.
+pub(crate) const T: &str =
     "CREATE TABLE public.t (id int8 PRIMARY KEY, a text, n int8 NOT NULL CHECK (n < 100))";
 
-fn peer(p: &str) -> PeerId {
+pub(crate) fn peer(p: &str) -> PeerId {
     PeerId::new(p).unwrap()
 }
 
 /// Inserts of `(id, a, n)` into `public.t` by `origin`, stamped `secs` after a day.
-fn insert(origin: &str, secs: u64, rows: &[(i64, &str, i64)]) -> ChangeBatch {
+pub(crate) fn insert(origin: &str, secs: u64, rows: &[(i64, &str, i64)]) -> ChangeBatch {
     let rows = rows
         .iter()
         .enumerate()
@@ -103,17 +104,20 @@ async fn sink(pg: &Postgres, c: &mut PgConnection) -> PgSink {
 
 /// A sink for table `public.<table>`.
 async fn sink_of(pg: &Postgres, c: &mut PgConnection, table: &str) -> PgSink {
-    try_sink_of(pg, c, table).await.unwrap()
+    try_sink_of(pg, c, &[table]).await.unwrap()
 }
 
-/// A sink for table `public.<table>`, or why it would not start.
-async fn try_sink_of(
+/// A sink for tables `public.<table>`, or why it would not start.
+pub(crate) async fn try_sink_of(
     pg: &Postgres,
     c: &mut PgConnection,
-    table: &str,
+    tables: &[&str],
 ) -> Result<PgSink, meshsync_pg::PgError> {
     let names = Names::for_peer(&peer("me"));
-    let tables = [TableName::new("public", table)];
+    let tables: Vec<TableName> = tables
+        .iter()
+        .map(|t| TableName::new("public", *t))
+        .collect();
     setup::prepare(c, &names, &tables).await.unwrap();
     let infos = catalog::load(c, &tables).await.unwrap();
     PgSink::connect(
@@ -137,14 +141,14 @@ async fn apply(sink: &mut PgSink, batch: &ChangeBatch, upto: u64) -> (usize, usi
     (r.applied, r.superseded, parked)
 }
 
-async fn rows(c: &mut PgConnection) -> Vec<(i64, String, i64)> {
+pub(crate) async fn rows(c: &mut PgConnection) -> Vec<(i64, String, i64)> {
     sqlx::query_as("SELECT id, a::text, n FROM public.t ORDER BY id")
         .fetch_all(c)
         .await
         .unwrap()
 }
 
-async fn states(c: &mut PgConnection) -> i64 {
+pub(crate) async fn states(c: &mut PgConnection) -> i64 {
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM meshsync.row_state")
         .fetch_one(c)
         .await
@@ -417,7 +421,7 @@ async fn states_stored_under_an_older_key_form_are_converted_not_lost() {
         .execute(&mut c)
         .await
         .unwrap();
-    let refused = try_sink_of(&pg, &mut c, "t")
+    let refused = try_sink_of(&pg, &mut c, &["t"])
         .await
         .err()
         .expect("an unknown key form is refused");

@@ -13,6 +13,7 @@ use crate::{
 
 /// Binary COPY data for `meshsync.row_state (tbl, pk, state, deleted_at)`.
 pub struct StatesCopy {
+    /// The rows, without the header.
     data: Vec<u8>,
     tbl: Vec<u8>,
     rows: usize,
@@ -24,7 +25,7 @@ const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 impl StatesCopy {
     pub fn new(tbl: &str) -> StatesCopy {
         StatesCopy {
-            data: BINARY_HEADER.to_vec(),
+            data: Vec::new(),
             tbl: tbl.as_bytes().to_vec(),
             rows: 0,
         }
@@ -48,17 +49,27 @@ impl StatesCopy {
         self.rows += 1;
     }
 
-    /// The COPY data, trailer included; `None` without states.
-    pub fn finish(mut self) -> Option<Vec<u8>> {
+    /// Adds the rows of `other` (prepared for the same table).
+    pub fn append(&mut self, other: &StatesCopy) {
+        self.data.extend_from_slice(&other.data);
+        self.rows += other.rows;
+    }
+
+    /// The COPY data, header and trailer included; `None` without states.
+    pub fn finish(self) -> Option<Vec<u8>> {
         if self.rows == 0 {
             return None;
         }
-        self.data.extend_from_slice(&(-1i16).to_be_bytes());
-        Some(self.data)
+        let mut out = Vec::with_capacity(BINARY_HEADER.len() + self.data.len() + 2);
+        out.extend_from_slice(BINARY_HEADER);
+        out.extend_from_slice(&self.data);
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        Some(out)
     }
 }
 
 /// Text COPY data for some columns of a replicated table.
+#[derive(Clone)]
 pub struct RowsCopy {
     /// Column names, in the order of every line.
     pub columns: Vec<String>,
@@ -89,6 +100,12 @@ impl RowsCopy {
         }
         self.data.push(b'\n');
         self.len += 1;
+    }
+
+    /// Adds the rows of `other`, which has the same columns.
+    pub fn append(&mut self, other: &RowsCopy) {
+        self.data.extend_from_slice(&other.data);
+        self.len += other.len;
     }
 }
 

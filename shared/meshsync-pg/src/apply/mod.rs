@@ -8,15 +8,17 @@
 
 mod copy;
 mod key;
+mod plain;
 mod state;
 mod table;
 mod write;
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 pub use meshsync_core::{BatchReport, Parked};
 use meshsync_core::{ChangeBatch, Hlc, PeerId, TableName, by_table};
 use meshsync_merge::{ConflictRecord, FreshGuess, PolicySet};
+pub use plain::{Prepared, Preparer};
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 use tracing::{debug, info, warn};
 
@@ -25,7 +27,7 @@ use crate::{catalog::TableInfo, error::PgError, setup::Names, source::stream::AP
 /// The apply session of one peer database.
 pub struct PgSink {
     conn: PgConnection,
-    tables: HashMap<TableName, TableInfo>,
+    tables: Arc<HashMap<TableName, TableInfo>>,
     policies: PolicySet,
     peer: PeerId,
     consumer: String,
@@ -35,6 +37,8 @@ pub struct PgSink {
     copy: bool,
     /// Rows written with COPY by committed transactions.
     copied: u64,
+    /// Of those, rows written from prepared messages ([`Preparer`]).
+    prepared: u64,
 }
 
 /// One open apply transaction.
@@ -45,6 +49,8 @@ pub struct ApplyTxn<'c> {
     copy: bool,
     copied_total: &'c mut u64,
     copied: u64,
+    prepared_total: &'c mut u64,
+    prepared: u64,
     policies: &'c PolicySet,
     peer: &'c PeerId,
     consumer: &'c str,
@@ -106,13 +112,14 @@ impl PgSink {
         let copy = nodelay(&mut conn, url).await?;
         Ok(PgSink {
             conn,
-            tables,
+            tables: Arc::new(tables),
             policies,
             peer,
             consumer,
             guesses: HashMap::new(),
             copy,
             copied: 0,
+            prepared: 0,
         })
     }
 
@@ -127,9 +134,26 @@ impl PgSink {
         self.copy = copy;
     }
 
+    /// Prepares messages ahead of their transaction ([`Preparer`]); `None` when new keys are
+    /// not written with COPY.
+    pub fn preparer(&self) -> Option<Preparer> {
+        self.copy.then(|| {
+            Preparer::new(
+                Arc::clone(&self.tables),
+                self.policies.clone(),
+                self.peer.clone(),
+            )
+        })
+    }
+
     /// Rows written with COPY by the transactions committed so far.
     pub fn copied_rows(&self) -> u64 {
         self.copied
+    }
+
+    /// Of [`PgSink::copied_rows`], those written from prepared messages.
+    pub fn prepared_rows(&self) -> u64 {
+        self.prepared
     }
 
     /// The last stream sequence committed by this consumer (0 if none).
@@ -171,6 +195,8 @@ impl PgSink {
             copy: self.copy,
             copied_total: &mut self.copied,
             copied: 0,
+            prepared_total: &mut self.prepared,
+            prepared: 0,
             policies: &self.policies,
             peer: &self.peer,
             consumer: &self.consumer,
@@ -218,6 +244,17 @@ impl ApplyTxn<'_> {
     /// batch's report (same order as `batches`); `Err` means the database itself failed (retry
     /// the whole transaction).
     pub async fn apply(&mut self, batches: &[&ChangeBatch]) -> Result<Vec<BatchReport>, PgError> {
+        self.apply_prepared(batches, &[]).await
+    }
+
+    /// [`ApplyTxn::apply`] with what a [`Preparer`] made of the batches (by position; missing
+    /// or `None` = not prepared). A table whose batches were all prepared is written straight
+    /// from them.
+    pub async fn apply_prepared(
+        &mut self,
+        batches: &[&ChangeBatch],
+        prepared: &[Option<&Prepared>],
+    ) -> Result<Vec<BatchReport>, PgError> {
         let mut reports = vec![BatchReport::default(); batches.len()];
         for (table, members) in by_table(batches) {
             let Some(info) = self.sink_tables.get(table) else {
@@ -236,11 +273,16 @@ impl ApplyTxn<'_> {
                 }
             }
             let group: Vec<&ChangeBatch> = good.iter().map(|i| batches[*i]).collect();
+            let ready: Option<Vec<&Prepared>> = good
+                .iter()
+                .map(|i| prepared.get(*i).copied().flatten())
+                .collect();
             let mut done = vec![BatchReport::default(); group.len()];
             let policies = self.policies.table(table);
             let new_keys = table::NewKeys {
                 guess: self.guesses.entry(table.clone()).or_default(),
                 copy: self.copy,
+                prepared: ready,
             };
             let outcome = table::apply(
                 &mut self.tx,
@@ -254,6 +296,7 @@ impl ApplyTxn<'_> {
             .await?;
             self.conflicts.extend(outcome.conflicts);
             self.copied += outcome.copied;
+            self.prepared += outcome.prepared;
             for (i, report) in good.into_iter().zip(done) {
                 if report.applied > 0 && batches[i].origin != *self.peer {
                     self.max_hlc = self.max_hlc.max(Some(batches[i].hlc));
@@ -294,6 +337,7 @@ impl ApplyTxn<'_> {
             .await
             .map_err(PgError::query("commit an apply transaction"))?;
         *self.copied_total += self.copied;
+        *self.prepared_total += self.prepared;
         Ok(())
     }
 }

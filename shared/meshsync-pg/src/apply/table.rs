@@ -6,8 +6,7 @@ use std::collections::{HashMap, HashSet};
 use meshsync_core::{Cell, ChangeBatch, PeerId, Value};
 use meshsync_merge::{
     ConflictRecord, FreshGuess, Outcome, PlannedRow, RowAction, RowInput, RowResult, StoredRow,
-    TablePlan, TablePolicies, chunks_by_key, fresh_insert, is_plain_insert, overlapped, plan_table,
-    tally,
+    TablePlan, TablePolicies, chunks_by_key, is_plain_insert, overlapped, plan_table, tally,
 };
 use tracing::debug;
 
@@ -15,6 +14,7 @@ use super::{
     BatchReport, Parked,
     copy::{self, RowsCopy, StatesCopy},
     key::KeyForm,
+    plain::{self, Prepared},
     state::{self, StateRow},
     write::{self, RowWrite},
 };
@@ -22,7 +22,7 @@ use crate::{catalog::TableInfo, error::PgError, hlc_column, types::to_sql_text};
 
 /// The key as this peer's column types print it: the same bytes for the same row whatever
 /// engine and types the origin has.
-fn key_text(
+pub(super) fn key_text(
     info: &TableInfo,
     names: &[String],
     key: &[Value],
@@ -40,7 +40,11 @@ fn key_text(
 }
 
 /// Checks that every value of an incoming row fits its column here (I10).
-fn check_values(info: &TableInfo, batch: &ChangeBatch, cells: &[Cell]) -> Result<(), String> {
+pub(super) fn check_values(
+    info: &TableInfo,
+    batch: &ChangeBatch,
+    cells: &[Cell],
+) -> Result<(), String> {
     for (name, cell) in batch.columns.iter().zip(cells) {
         let Some(v) = cell.value() else { continue };
         let col = info
@@ -62,6 +66,8 @@ pub struct TableOutcome {
     pub conflicts: Vec<ConflictRecord>,
     /// Rows written with COPY.
     pub copied: u64,
+    /// Of those, rows written from prepared messages.
+    pub prepared: u64,
 }
 
 /// The incoming rows that fit this table, with their normalised keys; the others are parked.
@@ -192,7 +198,7 @@ fn copy_row(
 
 /// Adds a row of `cells` and `key` to the COPY group of its columns; `Err` when a value does
 /// not fit.
-fn copy_cells<'s>(
+pub(super) fn copy_cells<'s>(
     info: &TableInfo,
     key: Option<&Vec<Option<String>>>,
     cells: impl Iterator<Item = (&'s String, &'s Value)>,
@@ -341,7 +347,7 @@ fn decide_fresh<'b>(
 }
 
 /// [`decide_fresh`] without the planner, for a chunk of plain inserts of distinct keys (see
-/// [`fresh_insert`]), the bulk of a catch-up. `None` when a row is not one, or a value does
+/// [`meshsync_merge::fresh_insert`]), the bulk of a catch-up. `None` when a row is not one, or a value does
 /// not fit its column (the planner's path parks that row).
 fn decide_plain<'b>(
     info: &TableInfo,
@@ -362,20 +368,26 @@ fn decide_plain<'b>(
     if !plain {
         return None;
     }
-    let mut states = StatesCopy::new(&info.name.to_string());
-    let mut rows: Vec<RowsCopy> = Vec::new();
+    let mut out = Prepared::new(&info.name.to_string());
     for input in chunk {
-        let stored = fresh_insert(batches[input.batch], input.row, merge.policies)?;
         let key = key_texts.get(&input.key);
-        copy_cells(info, key, stored.state.visible_cells(), &mut rows).ok()?;
-        states.push(&input.key, &stored.encode(), None);
+        let batch = batches[input.batch];
+        plain::push_row(
+            info,
+            batch,
+            input.row,
+            &input.key,
+            key,
+            merge.policies,
+            &mut out,
+        )?;
     }
     Some(FreshChunk {
         decided: None,
         fresh: true,
         write: FreshWrite::Copy {
-            states: states.finish(),
-            rows,
+            states: out.states.finish(),
+            rows: out.rows,
         },
     })
 }
@@ -471,10 +483,12 @@ async fn merge_fresh<'b>(
 }
 
 /// How a table's incoming keys are taken: as new (no state read) when `guess` says so, and
-/// then written with COPY when `copy`.
+/// then written with COPY when `copy`, from `prepared` when every batch has been.
 pub struct NewKeys<'g> {
     pub guess: &'g mut FreshGuess,
     pub copy: bool,
+    /// Per batch, in order, when all were prepared ([`plain`]).
+    pub prepared: Option<Vec<&'g Prepared>>,
 }
 
 /// Merges `batches` (one table, stream order) into the database inside the open transaction.
@@ -490,12 +504,43 @@ pub async fn apply(
     me: &PeerId,
     new_keys: NewKeys<'_>,
 ) -> Result<TableOutcome, PgError> {
-    let NewKeys { guess, copy } = new_keys;
+    let NewKeys {
+        guess,
+        copy,
+        prepared,
+    } = new_keys;
     let started = std::time::Instant::now();
     let tbl = info.name.to_string();
     let merge = Merge { policies, me };
+    let mut guessing = guess.try_now();
+    let combined = prepared
+        .filter(|_| guessing && copy)
+        .and_then(|p| plain::combine(&tbl, &p));
+    if let Some((states, rows)) = combined {
+        if let Some(copied) = plain::write(conn, info, states, &rows).await? {
+            guess.hit();
+            for (batch, report) in batches.iter().zip(reports.iter_mut()) {
+                report.applied += batch.rows.len();
+            }
+            debug!(
+                table = %tbl,
+                rows = copied,
+                prepared = true,
+                total = ?started.elapsed(),
+                "table merged"
+            );
+            return Ok(TableOutcome {
+                conflicts: Vec::new(),
+                copied,
+                prepared: copied,
+            });
+        }
+        // Taking them as new again would meet the same refusal.
+        guess.missed();
+        guessing = false;
+    }
     let checked = check(info, batches, reports);
-    if guess.try_now() {
+    if guessing {
         if let Some(done) = merge_fresh(conn, info, merge, batches, &checked, copy).await? {
             guess.hit();
             let (mut conflicts, mut copied) = (Vec::new(), 0);
@@ -511,7 +556,11 @@ pub async fn apply(
                 total = ?started.elapsed(),
                 "table merged"
             );
-            return Ok(TableOutcome { conflicts, copied });
+            return Ok(TableOutcome {
+                conflicts,
+                copied,
+                prepared: 0,
+            });
         }
         guess.missed();
     }
@@ -567,6 +616,7 @@ pub async fn apply(
     Ok(TableOutcome {
         conflicts: decided.plan.conflicts,
         copied: 0,
+        prepared: 0,
     })
 }
 
