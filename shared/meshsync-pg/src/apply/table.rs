@@ -262,8 +262,8 @@ impl Decided<'_> {
     }
 }
 
-/// Distinct keys per chunk of a batch taken as new. As many as an apply transaction holds
-/// (4,096 rows), so a catch-up transaction is two COPYs, states and rows. Chunks of 500 let
+/// Distinct keys per chunk of a batch taken as new and not prepared ([`plain`], which writes
+/// a whole transaction in one COPY pair). Chunks of 500 let
 /// the agent decide one chunk while the database wrote the one before, but on two busy cores
 /// that overlap no longer pays once plain inserts skip the planner ([`decide_plain`]), and
 /// every COPY costs PostgreSQL its set-up and up to 1,000 buffered slots: catch-up measured
