@@ -19,6 +19,10 @@ use crate::{
 pub struct Lww;
 
 impl MergePolicy for Lww {
+    fn canonical_is_identity(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         "lww"
     }
@@ -52,6 +56,10 @@ fn cmp_present(a: &CellState, b: &CellState) -> Ordering {
 pub struct Max;
 
 impl MergePolicy for Max {
+    fn canonical_is_identity(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         "max"
     }
@@ -71,6 +79,10 @@ impl MergePolicy for Max {
 pub struct Min;
 
 impl MergePolicy for Min {
+    fn canonical_is_identity(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         "min"
     }
@@ -193,6 +205,10 @@ impl OriginPriority {
 }
 
 impl MergePolicy for OriginPriority {
+    fn canonical_is_identity(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         "origin-priority"
     }

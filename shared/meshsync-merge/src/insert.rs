@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use meshsync_core::{Cell, ChangeBatch, Op, RowChange};
+use meshsync_core::{Cell, ChangeBatch, Op, RowChange, Value};
 
 use crate::{
     config::TablePolicies,
@@ -68,6 +68,40 @@ pub fn fresh_insert(
     })
 }
 
+/// A row's cells by column: `(column, value)`.
+pub type Cells<'b> = Vec<(&'b String, &'b Value)>;
+
+/// [`fresh_insert`]'s state as stored ([`StoredRow::encode`]) and the row's cells, sorted by
+/// column, without building the state: the bulk of a catch-up spends a third less on it.
+///
+/// `None` where [`fresh_insert`] gives `None`, and where a column's policy has a canonical
+/// form of its own ([`crate::MergePolicy::canonical_is_identity`]): build the state then.
+pub fn fresh_insert_bytes<'b>(
+    batch: &'b ChangeBatch,
+    row: &'b RowChange,
+    policies: &TablePolicies,
+) -> Option<(Vec<u8>, Cells<'b>)> {
+    if !is_plain_insert(row) {
+        return None;
+    }
+    let mut cells = Vec::with_capacity(row.cells.len());
+    for (name, cell) in batch.columns.iter().zip(&row.cells) {
+        let Cell::Value(value) = cell else {
+            return None;
+        };
+        if !policies.for_column(name).policy.canonical_is_identity() {
+            return None;
+        }
+        cells.push((name, value));
+    }
+    cells.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    if cells.windows(2).any(|w| w[0].0 == w[1].0) {
+        return None;
+    }
+    let bytes = StoredRow::encode_fresh(&batch.row_version(row), &cells);
+    Some((bytes, cells))
+}
+
 #[cfg(test)]
 mod tests {
     use meshsync_core::{
@@ -75,7 +109,7 @@ mod tests {
         TxnId, Value,
     };
 
-    use super::fresh_insert;
+    use super::{fresh_insert, fresh_insert_bytes};
     use crate::{
         IncomingRow, PolicyKind, RowAction, RowState, TablePolicies, merge_row, stored::StoredRow,
     };
@@ -167,6 +201,24 @@ mod tests {
                 .visible_cells()
                 .map(|(c, v)| (c.clone(), v.clone()))
                 .collect();
+            // Without building the state: the same bytes and cells, unless a policy has a
+            // canonical form of its own (counter, set-union).
+            let own_form = spec
+                .iter()
+                .any(|(_, k)| matches!(k, PolicyKind::Counter | PolicyKind::SetUnion));
+            match fresh_insert_bytes(&b, &b.rows[0], &p) {
+                Some((bytes, cells)) => {
+                    assert!(!own_form, "policies {spec:?}");
+                    assert_eq!(bytes, want.encode(), "policies {spec:?}");
+                    let cells: Vec<(String, Value)> = cells
+                        .into_iter()
+                        .map(|(c, v)| (c.clone(), v.clone()))
+                        .collect();
+                    let shown: Vec<(String, Value)> = shown.clone().into_iter().collect();
+                    assert_eq!(format!("{cells:?}"), format!("{shown:?}"));
+                }
+                None => assert!(own_form, "policies {spec:?}"),
+            }
             match action {
                 RowAction::Insert(row) => {
                     assert_eq!(
@@ -205,11 +257,49 @@ mod tests {
         ];
         for (what, b) in cases {
             assert!(fresh_insert(&b, &b.rows[0], &p).is_none(), "{what}");
+            assert!(fresh_insert_bytes(&b, &b.rows[0], &p).is_none(), "{what}");
             let plain_row = what == "column twice";
             assert_eq!(super::is_plain_insert(&b.rows[0]), plain_row, "{what}");
         }
         let b = batch(&["id", "n"], vec![insert(1, plain)]);
         assert!(fresh_insert(&b, &b.rows[0], &p).is_some());
+        assert!(fresh_insert_bytes(&b, &b.rows[0], &p).is_some());
         assert!(super::is_plain_insert(&b.rows[0]));
+    }
+
+    #[test]
+    fn policies_that_keep_states_as_they_are_say_so_truly() {
+        let origin = PeerId::new("a").unwrap();
+        let version = meshsync_core::Version::new(Hlc { time: 1, node: 1 }, origin.clone(), 0);
+        let cells = [
+            Value::Int(-3),
+            Value::Null,
+            Value::Text("b".into()),
+            Value::Json(r#"[2, 1, 2]"#.into()),
+            Value::Json(r#"{"b": 1, "a": 2}"#.into()),
+            Value::Float(f64::NAN),
+        ]
+        .map(|v| crate::CellState::written(v, version.clone()));
+        let kinds = [
+            PolicyKind::Lww,
+            PolicyKind::LwwColumn,
+            PolicyKind::Max,
+            PolicyKind::Min,
+            PolicyKind::Counter,
+            PolicyKind::SetUnion,
+            PolicyKind::OriginPriority(vec![origin]),
+        ];
+        let mut identities = 0;
+        for kind in kinds {
+            let policy = kind.policy();
+            if !policy.canonical_is_identity() {
+                continue;
+            }
+            identities += 1;
+            for c in &cells {
+                assert_eq!(&policy.canonical(c), c, "{kind:?}");
+            }
+        }
+        assert_eq!(identities, 5, "lww, lww-column, max, min, origin-priority");
     }
 }

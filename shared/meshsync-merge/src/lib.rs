@@ -76,7 +76,7 @@ mod stored;
 pub use builtin::{Counter, Lww, Max, Min, OriginPriority, SetUnion};
 pub use config::{BUILTIN_NAMES, PolicyError, PolicyKind, PolicySet, Resolved, TablePolicies};
 pub use fresh::{FreshGuess, RowResult, chunks_by_key, overlapped, tally};
-pub use insert::{fresh_insert, is_plain_insert};
+pub use insert::{fresh_insert, fresh_insert_bytes, is_plain_insert};
 pub use order::{cmp_opt_values, cmp_values, values_equal};
 pub use plan::{ConflictRecord, Outcome, PlannedRow, RowInput, TablePlan, plan_table};
 pub use policy::{ConflictKind, Joined, MergePolicy, Winner, combine, pick};

@@ -40,6 +40,13 @@ pub trait MergePolicy: Send + Sync + std::fmt::Debug {
     fn canonical(&self, state: &CellState) -> CellState {
         state.clone()
     }
+
+    /// Whether [`MergePolicy::canonical`] returns every state unchanged, so that a plain
+    /// insert's state can be stored without passing through it ([`crate::fresh_insert_bytes`]).
+    /// `false` unless a policy says so: one that forgets cannot be stored wrongly.
+    fn canonical_is_identity(&self) -> bool {
+        false
+    }
 }
 
 /// The result of a join.

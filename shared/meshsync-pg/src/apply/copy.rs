@@ -111,6 +111,14 @@ impl RowsCopy {
 
 /// COPY's text format: backslash escapes for the delimiter, line ends and the backslash.
 fn escape(v: &str, out: &mut Vec<u8>) {
+    // Most values have nothing to escape: copied whole.
+    if !v
+        .bytes()
+        .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        out.extend_from_slice(v.as_bytes());
+        return;
+    }
     for b in v.bytes() {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),

@@ -12,14 +12,14 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use meshsync_core::{ChangeBatch, PeerId, RowChange, TableName};
-use meshsync_merge::{PolicySet, TablePolicies, fresh_insert, is_plain_insert};
+use meshsync_core::{ChangeBatch, PeerId, RowChange, TableName, Value};
+use meshsync_merge::{PolicySet, TablePolicies, fresh_insert, fresh_insert_bytes};
 
 use super::{
     copy::{self, RowsCopy, StatesCopy},
     key::KeyForm,
     state,
-    table::{check_values, copy_cells, key_text},
+    table::{copy_cells, key_text},
 };
 use crate::{catalog::TableInfo, error::PgError};
 
@@ -69,7 +69,11 @@ impl Preparer {
         let mut out = Prepared::new(&info.name.to_string());
         for row in &batch.rows {
             let text = key_text(info, &batch.key_columns, &row.key).ok()?;
-            check_values(info, batch, &row.cells).ok()?;
+            // A value its column cannot hold fails in `push_row`, which prints every value;
+            // a NULL only the constraint refuses is caught here.
+            if nulls_refused(info, batch, row) {
+                return None;
+            }
             let key = form.encode(&text);
             push_row(info, batch, row, &key, Some(&text), &policies, &mut out)?;
             out.keys.push(key);
@@ -79,6 +83,13 @@ impl Preparer {
         distinct.dedup();
         (distinct.len() == out.keys.len()).then_some(out)
     }
+}
+
+/// Whether `row` sets a NOT NULL column to NULL.
+fn nulls_refused(info: &TableInfo, batch: &ChangeBatch, row: &RowChange) -> bool {
+    batch.columns.iter().zip(&row.cells).any(|(name, cell)| {
+        cell.value().is_some_and(Value::is_null) && info.column(name).is_some_and(|c| c.not_null)
+    })
 }
 
 /// Adds `row`, a plain insert of a key with no state, to `out`'s COPY data; `None` when it is
@@ -92,8 +103,10 @@ pub(super) fn push_row(
     policies: &TablePolicies,
     out: &mut Prepared,
 ) -> Option<()> {
-    if !is_plain_insert(row) {
-        return None;
+    if let Some((state, cells)) = fresh_insert_bytes(batch, row, policies) {
+        copy_cells(info, key_text, cells.into_iter(), &mut out.rows).ok()?;
+        out.states.push(key, &state, None);
+        return Some(());
     }
     let stored = fresh_insert(batch, row, policies)?;
     copy_cells(info, key_text, stored.state.visible_cells(), &mut out.rows).ok()?;

@@ -40,11 +40,7 @@ pub(super) fn key_text(
 }
 
 /// Checks that every value of an incoming row fits its column here (I10).
-pub(super) fn check_values(
-    info: &TableInfo,
-    batch: &ChangeBatch,
-    cells: &[Cell],
-) -> Result<(), String> {
+fn check_values(info: &TableInfo, batch: &ChangeBatch, cells: &[Cell]) -> Result<(), String> {
     for (name, cell) in batch.columns.iter().zip(cells) {
         let Some(v) = cell.value() else { continue };
         let col = info
