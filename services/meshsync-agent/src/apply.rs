@@ -27,14 +27,14 @@ use crate::{
     intake::{Held, Intake},
     metrics::Counters,
     policies::PolicyCheck,
-    sink::{Sink, SinkTarget},
+    sink::{Prepared, Sink, SinkTarget},
 };
-use meshsync_pg::apply::Prepared;
 
 /// Most messages taken from the consumer at once.
 pub const MAX_MESSAGES_PER_TXN: usize = 256;
 
-/// Most rows merged in one database transaction: bounds apply's memory (the merge holds every
+/// Most rows merged in one database transaction (rows of kilobytes count by their size, see
+/// [`intake_weight`]): bounds apply's memory (the merge holds every
 /// row's state) while keeping the fixed cost per transaction (begin, savepoint, checkpoint,
 /// commit, the wait between two) low. Catching up, 16,384 against 4,096 measured 172,000-194,000
 /// rows/s against 159,000-166,000, for 70-80 MiB of agent memory against 42-46 (PostgreSQL,
@@ -116,7 +116,7 @@ pub async fn run(ctx: Arc<ApplyContext>) -> Result<()> {
                 delivery,
             }
         },
-        |m: &Decoded| m.batch.as_ref().map_or(1, |b| b.rows.len()),
+        Decoded::weight,
         INTAKE_ROWS,
     );
     let mut collect = tokio::time::interval(collect_interval(ctx.tombstone_retention));
@@ -161,10 +161,22 @@ pub async fn run(ctx: Arc<ApplyContext>) -> Result<()> {
 /// How long a partial run waits for more messages while apply is catching up.
 const TAIL_WAIT: Duration = Duration::from_millis(5);
 
-/// Rows the intake may hold decoded ahead of apply (a message counts at least one): the
-/// transaction being applied and half the next one. Two transactions' worth was no faster
-/// within the noise and took the agent to 80-94 MiB; one and a quarter was slower.
+/// Rows the intake may hold decoded ahead of apply, by [`Decoded::weight`] (a message counts
+/// at least one): the transaction being applied and half the next one. Two transactions'
+/// worth was no faster within the noise and took the agent to 80-94 MiB; one and a quarter
+/// measured lower.
 const INTAKE_ROWS: usize = MAX_ROWS_PER_TXN + MAX_ROWS_PER_TXN / 2;
+
+/// Payload bytes that count as one more row of the intake's budget: catch-up rows of a few
+/// small columns are ~100 bytes, so the budget counts their rows, while rows of kilobytes
+/// count by their size and the intake holds fewer of them (memory, not rows, is the limit).
+const INTAKE_BYTES_PER_ROW: usize = 256;
+
+/// A message's share of the intake's budget: its rows, or its size in
+/// [`INTAKE_BYTES_PER_ROW`] units if more.
+fn intake_weight(rows: usize, payload_bytes: usize) -> usize {
+    rows.max(payload_bytes / INTAKE_BYTES_PER_ROW)
+}
 
 /// A delivery, decoded and checked (or the reason to park it), and prepared for the sink
 /// when it could be.
@@ -172,6 +184,15 @@ struct Decoded {
     delivery: Delivery,
     batch: Result<ChangeBatch, String>,
     prepared: Option<Prepared>,
+}
+
+impl Decoded {
+    /// Its share of the intake's budget and of a transaction ([`intake_weight`]); a parked
+    /// message has no rows.
+    fn weight(&self) -> usize {
+        let rows = self.batch.as_ref().map_or(0, |b| b.rows.len());
+        intake_weight(rows, self.delivery.payload().len())
+    }
 }
 
 /// A decoded delivery waiting to be applied, holding its share of the intake's budget.
@@ -223,13 +244,10 @@ fn collect_interval(retention: Duration) -> Duration {
 }
 
 /// The first run of `pending` to apply in one transaction: how many messages, and whether it
-/// is full (at `max_rows`, or the next message would not fit). A message with more rows than
-/// `max_rows` is a full run of its own.
+/// is full (at `max_rows` by [`Decoded::weight`], or the next message would not fit). A
+/// message weighing more than `max_rows` is a full run of its own.
 fn first_run(pending: &[Pending], max_rows: usize) -> Option<(usize, bool)> {
-    let rows = pending
-        .iter()
-        .map(|m| m.item.batch.as_ref().map_or(0, |b| b.rows.len()));
-    run_of(rows, max_rows)
+    run_of(pending.iter().map(|m| m.item.weight()), max_rows)
 }
 
 /// [`first_run`] over the messages' row counts.
@@ -357,7 +375,18 @@ pub fn backoff(attempt: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use super::run_of;
+    use super::{INTAKE_ROWS, intake_weight, run_of};
+
+    #[test]
+    fn wide_rows_weigh_by_their_size() {
+        // 100 rows of ~60 bytes: their rows.
+        assert_eq!(intake_weight(100, 6_000), 100);
+        // 10 rows of 10 kB: 390 units, so the intake holds ~630 such rows, ~6 MB of payload.
+        assert_eq!(intake_weight(10, 100_000), 390);
+        assert!(INTAKE_ROWS / (intake_weight(10, 100_000) / 10) < 700);
+        // A parked message (no batch) counts at least one.
+        assert_eq!(intake_weight(1, 10), 1);
+    }
 
     #[test]
     fn runs_are_full_only_when_the_next_message_would_not_fit() {

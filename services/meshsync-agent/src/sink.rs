@@ -5,10 +5,8 @@ use std::collections::HashMap;
 use anyhow::Result;
 use meshsync_core::{BatchReport, ChangeBatch, Hlc, PeerId, TableName};
 use meshsync_merge::{ConflictRecord, PolicySet};
-use meshsync_pg::{
-    apply::{Prepared, Preparer},
-    setup::Names,
-};
+pub use meshsync_pg::apply::{Prepared, Preparer};
+use meshsync_pg::setup::Names;
 
 /// Where apply writes, with what it needs to connect.
 #[derive(Clone)]

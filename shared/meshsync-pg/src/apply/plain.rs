@@ -69,8 +69,8 @@ impl Preparer {
         let mut out = Prepared::new(&info.name.to_string());
         for row in &batch.rows {
             let text = key_text(info, &batch.key_columns, &row.key).ok()?;
-            // A value its column cannot hold fails in `push_row`, which prints every value;
-            // a NULL only the constraint refuses is caught here.
+            // A value its column cannot hold fails in `push_row`, which converts every value
+            // to its column's text; a NULL only the constraint refuses is caught here.
             if nulls_refused(info, batch, row) {
                 return None;
             }

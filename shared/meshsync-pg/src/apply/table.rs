@@ -258,12 +258,12 @@ impl Decided<'_> {
     }
 }
 
-/// Distinct keys per chunk of a batch taken as new and not prepared ([`plain`], which writes
-/// a whole transaction in one COPY pair). Chunks of 500 let
-/// the agent decide one chunk while the database wrote the one before, but on two busy cores
-/// that overlap no longer pays once plain inserts skip the planner ([`decide_plain`]), and
-/// every COPY costs PostgreSQL its set-up and up to 1,000 buffered slots: catch-up measured
-/// 135,000-148,000 rows/s at 4,096 against 119,000-122,000 at 500 (2026-11-27, same runs).
+/// Distinct keys per chunk of a batch taken as new and not prepared ([`plain`] writes a whole
+/// transaction in one COPY pair). Chunks of 500 let the agent decide one chunk while the
+/// database wrote the one before, but on two busy cores that overlap no longer pays once plain
+/// inserts skip the planner ([`decide_plain`]), and every COPY costs PostgreSQL its set-up and
+/// up to 1,000 buffered slots: catch-up measured 135,000-148,000 rows/s at 4,096 against
+/// 119,000-122,000 at 500 (2026-11-27, same runs, one chunk per 4,096-row transaction).
 const FRESH_CHUNK_KEYS: usize = 4096;
 
 /// One chunk of a batch taken as new, done: its rows' results and conflicts.
@@ -343,8 +343,8 @@ fn decide_fresh<'b>(
 }
 
 /// [`decide_fresh`] without the planner, for a chunk of plain inserts of distinct keys (see
-/// [`meshsync_merge::fresh_insert`]), the bulk of a catch-up. `None` when a row is not one, or a value does
-/// not fit its column (the planner's path parks that row).
+/// [`meshsync_merge::fresh_insert`]) that were not prepared ([`plain`]). `None` when a row is
+/// not one, or a value does not fit its column (the planner's path parks that row).
 fn decide_plain<'b>(
     info: &TableInfo,
     batches: &[&'b ChangeBatch],
