@@ -36,28 +36,23 @@ pub fn fresh_insert(
     row: &RowChange,
     policies: &TablePolicies,
 ) -> Option<StoredRow> {
-    if !is_plain_insert(row) {
-        return None;
-    }
+    let cells = plain_cells(batch, row)?;
     let version = batch.row_version(row);
-    let mut columns = BTreeMap::new();
-    for (name, cell) in batch.columns.iter().zip(&row.cells) {
-        let Cell::Value(value) = cell else {
-            return None;
-        };
-        let written = CellState::written(value.clone(), version.clone());
-        let state = policies.for_column(name).policy.canonical(&written);
-        let column = ColumnState {
-            written: vec![Breakpoint {
-                since: version.clone(),
-                state,
-            }],
-            kept: None,
-        };
-        if columns.insert(name.clone(), column).is_some() {
-            return None;
-        }
-    }
+    let columns = cells
+        .into_iter()
+        .map(|(name, value)| {
+            let written = CellState::written(value.clone(), version.clone());
+            let state = policies.for_column(name).policy.canonical(&written);
+            let column = ColumnState {
+                written: vec![Breakpoint {
+                    since: version.clone(),
+                    state,
+                }],
+                kept: None,
+            };
+            (name.clone(), column)
+        })
+        .collect();
     Some(StoredRow {
         state: RowState {
             columns,
@@ -71,6 +66,25 @@ pub fn fresh_insert(
 /// A row's cells by column: `(column, value)`.
 pub type Cells<'b> = Vec<(&'b String, &'b Value)>;
 
+/// The cells of a plain insert ([`is_plain_insert`]), sorted by column; `None` when it is not
+/// one or names a column twice.
+fn plain_cells<'b>(batch: &'b ChangeBatch, row: &'b RowChange) -> Option<Cells<'b>> {
+    if !is_plain_insert(row) {
+        return None;
+    }
+    let mut cells: Cells<'b> = batch
+        .columns
+        .iter()
+        .zip(&row.cells)
+        .filter_map(|(name, cell)| cell.value().map(|v| (name, v)))
+        .collect();
+    cells.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    if cells.windows(2).any(|w| w[0].0 == w[1].0) {
+        return None;
+    }
+    Some(cells)
+}
+
 /// [`fresh_insert`]'s state as stored ([`StoredRow::encode`]) and the row's cells, sorted by
 /// column, without building the state: the bulk of a catch-up spends a third less on it.
 ///
@@ -81,21 +95,11 @@ pub fn fresh_insert_bytes<'b>(
     row: &'b RowChange,
     policies: &TablePolicies,
 ) -> Option<(Vec<u8>, Cells<'b>)> {
-    if !is_plain_insert(row) {
-        return None;
-    }
-    let mut cells = Vec::with_capacity(row.cells.len());
-    for (name, cell) in batch.columns.iter().zip(&row.cells) {
-        let Cell::Value(value) = cell else {
-            return None;
-        };
-        if !policies.for_column(name).policy.canonical_is_identity() {
-            return None;
-        }
-        cells.push((name, value));
-    }
-    cells.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    if cells.windows(2).any(|w| w[0].0 == w[1].0) {
+    let cells = plain_cells(batch, row)?;
+    if !cells
+        .iter()
+        .all(|(name, _)| policies.for_column(name).policy.canonical_is_identity())
+    {
         return None;
     }
     let bytes = StoredRow::encode_fresh(&batch.row_version(row), &cells);
