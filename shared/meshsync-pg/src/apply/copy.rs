@@ -13,7 +13,7 @@ use crate::{
 
 /// Binary COPY data for `meshsync.row_state (tbl, pk, state, deleted_at)`.
 pub struct StatesCopy {
-    /// The rows, without the header.
+    /// The header, then the rows.
     data: Vec<u8>,
     tbl: Vec<u8>,
     rows: usize,
@@ -25,7 +25,7 @@ const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 impl StatesCopy {
     pub fn new(tbl: &str) -> StatesCopy {
         StatesCopy {
-            data: Vec::new(),
+            data: BINARY_HEADER.to_vec(),
             tbl: tbl.as_bytes().to_vec(),
             rows: 0,
         }
@@ -49,22 +49,20 @@ impl StatesCopy {
         self.rows += 1;
     }
 
-    /// Adds the rows of `other` (prepared for the same table).
+    /// Adds the rows of `other` (prepared for the same table), without its header.
     pub fn append(&mut self, other: &StatesCopy) {
-        self.data.extend_from_slice(&other.data);
+        self.data
+            .extend_from_slice(&other.data[BINARY_HEADER.len()..]);
         self.rows += other.rows;
     }
 
-    /// The COPY data, header and trailer included; `None` without states.
-    pub fn finish(self) -> Option<Vec<u8>> {
+    /// The COPY data, trailer included; `None` without states.
+    pub fn finish(mut self) -> Option<Vec<u8>> {
         if self.rows == 0 {
             return None;
         }
-        let mut out = Vec::with_capacity(BINARY_HEADER.len() + self.data.len() + 2);
-        out.extend_from_slice(BINARY_HEADER);
-        out.extend_from_slice(&self.data);
-        out.extend_from_slice(&(-1i16).to_be_bytes());
-        Some(out)
+        self.data.extend_from_slice(&(-1i16).to_be_bytes());
+        Some(self.data)
     }
 }
 
@@ -205,6 +203,16 @@ mod tests {
     #[test]
     fn no_states_no_copy() {
         assert_eq!(StatesCopy::new("public.t").finish(), None);
+    }
+
+    #[test]
+    fn appended_states_keep_one_header() {
+        let mut one = StatesCopy::new("public.t");
+        one.push(b"k", b"st", None);
+        let mut all = StatesCopy::new("public.t");
+        all.append(&one);
+        all.append(&StatesCopy::new("public.t"));
+        assert_eq!(all.finish(), one.finish());
     }
 
     #[test]

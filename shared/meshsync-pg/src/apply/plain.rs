@@ -78,11 +78,17 @@ impl Preparer {
             push_row(info, batch, row, &key, Some(&text), &policies, &mut out)?;
             out.keys.push(key);
         }
-        let mut distinct: Vec<&[u8]> = out.keys.iter().map(Vec::as_slice).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        (distinct.len() == out.keys.len()).then_some(out)
+        distinct(out.keys.iter().map(Vec::as_slice)).then_some(out)
     }
+}
+
+/// Whether no key comes twice.
+fn distinct<'k>(keys: impl Iterator<Item = &'k [u8]>) -> bool {
+    let mut keys: Vec<&[u8]> = keys.collect();
+    let n = keys.len();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.len() == n
 }
 
 /// Whether `row` sets a NOT NULL column to NULL.
@@ -138,14 +144,7 @@ impl Prepared {
 /// The COPY data of several messages of one table together; `None` when two of them claim
 /// the same key (the planner orders those).
 pub(super) fn combine(tbl: &str, parts: &[&Prepared]) -> Option<(StatesCopy, Vec<RowsCopy>)> {
-    let mut keys: Vec<&[u8]> = parts
-        .iter()
-        .flat_map(|p| p.keys.iter().map(Vec::as_slice))
-        .collect();
-    let n = keys.len();
-    keys.sort_unstable();
-    keys.dedup();
-    if keys.len() != n {
+    if !distinct(parts.iter().flat_map(|p| p.keys.iter().map(Vec::as_slice))) {
         return None;
     }
     let mut states = StatesCopy::new(tbl);
