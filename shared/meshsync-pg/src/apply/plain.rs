@@ -12,14 +12,14 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use meshsync_core::{ChangeBatch, PeerId, RowChange, TableName, Value};
+use meshsync_core::{ChangeBatch, PeerId, RowChange, TableName};
 use meshsync_merge::{PolicySet, TablePolicies, fresh_insert, fresh_insert_bytes};
 
 use super::{
     copy::{self, RowsCopy, StatesCopy},
     key::KeyForm,
     state,
-    table::{copy_cells, key_text},
+    table::{copy_cells, key_text, null_refused},
 };
 use crate::{catalog::TableInfo, error::PgError};
 
@@ -93,9 +93,11 @@ fn distinct<'k>(keys: impl Iterator<Item = &'k [u8]>) -> bool {
 
 /// Whether `row` sets a NOT NULL column to NULL.
 fn nulls_refused(info: &TableInfo, batch: &ChangeBatch, row: &RowChange) -> bool {
-    batch.columns.iter().zip(&row.cells).any(|(name, cell)| {
-        cell.value().is_some_and(Value::is_null) && info.column(name).is_some_and(|c| c.not_null)
-    })
+    batch
+        .columns
+        .iter()
+        .zip(&row.cells)
+        .any(|(name, cell)| info.column(name).is_some_and(|c| null_refused(c, cell)))
 }
 
 /// Adds `row`, a plain insert of a key with no state, to `out`'s COPY data; `None` when it is

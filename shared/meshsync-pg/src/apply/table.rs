@@ -18,7 +18,12 @@ use super::{
     state::{self, StateRow},
     write::{self, RowWrite},
 };
-use crate::{catalog::TableInfo, error::PgError, hlc_column, types::to_sql_text};
+use crate::{
+    catalog::{Column, TableInfo},
+    error::PgError,
+    hlc_column,
+    types::to_sql_text,
+};
 
 /// The key as this peer's column types print it: the same bytes for the same row whatever
 /// engine and types the origin has.
@@ -39,6 +44,11 @@ pub(super) fn key_text(
         .collect()
 }
 
+/// Whether `cell` writes NULL into `col`, which is NOT NULL here.
+pub(super) fn null_refused(col: &Column, cell: &Cell) -> bool {
+    col.not_null && cell.is_written() && cell.value().is_some_and(Value::is_null)
+}
+
 /// Checks that every value of an incoming row fits its column here (I10).
 fn check_values(info: &TableInfo, batch: &ChangeBatch, cells: &[Cell]) -> Result<(), String> {
     for (name, cell) in batch.columns.iter().zip(cells) {
@@ -46,7 +56,7 @@ fn check_values(info: &TableInfo, batch: &ChangeBatch, cells: &[Cell]) -> Result
         let col = info
             .column(name)
             .ok_or_else(|| format!("no column {name:?}"))?;
-        if v.is_null() && col.not_null && cell.is_written() {
+        if null_refused(col, cell) {
             return Err(format!(
                 "column {name:?} is NOT NULL here but the change sets it to NULL"
             ));
