@@ -7,7 +7,7 @@ use meshsync_pg::apply::{PgSink, Prepared};
 use meshsync_testkit::Postgres;
 use sqlx::PgConnection;
 
-use crate::sink::{T, insert, rows, states, try_sink_of};
+use crate::sink::{T, counts, insert, rows, states, try_sink_of};
 
 /// A server with tables `public.t` and `public.t2` (same shape), a connection and a sink of both.
 async fn server() -> (Postgres, PgConnection, PgSink) {
@@ -40,12 +40,6 @@ async fn apply_prepared(
     let reports = txn.apply_prepared(batches, &refs).await.unwrap();
     txn.commit(upto).await.unwrap();
     reports
-}
-
-/// (applied, superseded, parked reasons) of a report.
-fn counts(r: &BatchReport) -> (usize, usize, Vec<String>) {
-    let parked = r.parked.iter().map(|p| p.reason.clone()).collect();
-    (r.applied, r.superseded, parked)
 }
 
 /// Keys and states stored for `public.<table>`.

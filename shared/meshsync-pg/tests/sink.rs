@@ -136,7 +136,11 @@ async fn apply(sink: &mut PgSink, batch: &ChangeBatch, upto: u64) -> (usize, usi
     let mut txn = sink.begin().await.unwrap();
     let reports: Vec<BatchReport> = txn.apply(&[batch]).await.unwrap();
     txn.commit(upto).await.unwrap();
-    let r = &reports[0];
+    counts(&reports[0])
+}
+
+/// (applied, superseded, parked reasons) of a report.
+pub(crate) fn counts(r: &BatchReport) -> (usize, usize, Vec<String>) {
     let parked = r.parked.iter().map(|p| p.reason.clone()).collect();
     (r.applied, r.superseded, parked)
 }
