@@ -34,11 +34,11 @@ use crate::{
 pub const MAX_MESSAGES_PER_TXN: usize = 256;
 
 /// Most rows merged in one database transaction (rows of kilobytes count by their size, see
-/// [`intake_weight`]): bounds apply's memory (the merge holds every
-/// row's state) while keeping the fixed cost per transaction (begin, savepoint, checkpoint,
-/// commit, the wait between two) low. Catching up, 16,384 against 4,096 measured 172,000-194,000
-/// rows/s against 159,000-166,000, for 70-80 MiB of agent memory against 42-46 (PostgreSQL,
-/// 2026-11-27, same runs).
+/// [`intake_weight`]): bounds apply's memory (the merge holds every row's state) while keeping
+/// the fixed cost per transaction (begin, savepoint, checkpoint, commit, the wait between two)
+/// low. Catching up, 16,384 against 4,096 measured 172,000-194,000 rows/s against
+/// 159,000-166,000, for 70-80 MiB of agent memory against 42-46 (PostgreSQL, 2026-11-27, same
+/// runs).
 pub const MAX_ROWS_PER_TXN: usize = 16_384;
 
 /// Everything apply needs.
