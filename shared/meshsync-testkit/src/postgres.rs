@@ -3,7 +3,7 @@
 use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
     time::Duration,
 };
 
@@ -218,3 +218,29 @@ CREATE TABLE public.kinds (
     t text, vc varchar(20), c char(4), by bytea, u uuid, j json, jb jsonb,
     ts timestamp, tz timestamptz, d date, tm time, m public.mood, arr int4[], tarr text[]
 );";
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Killed, PostgreSQL leaves its small System V shared memory segment behind (a clean
+        // shutdown removes it, a restart on the same data reuses it). Thousands of dropped
+        // test servers filled the kernel's table (SHMMNI, 4,096 here), and every later
+        // server failed to start with "could not create shared memory segment".
+        if self.server.kill9().is_ok()
+            && let Some(id) = shared_memory_id(self.dir.path())
+        {
+            let _ = Command::new("ipcrm")
+                .args(["-m", &id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// The id of the System V segment a server running (or killed) in `dir` holds: line 7 of
+/// `postmaster.pid` is its key and id. `None` once it stopped cleanly (no file).
+pub fn shared_memory_id(dir: &Path) -> Option<String> {
+    let pid_file = std::fs::read_to_string(dir.join("data").join("postmaster.pid")).ok()?;
+    let line = pid_file.lines().nth(6)?;
+    line.split_whitespace().nth(1).map(str::to_owned)
+}

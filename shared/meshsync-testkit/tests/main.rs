@@ -118,6 +118,23 @@ async fn nats_cluster_and_leaf_with_domain() {
     assert_eq!(messages, 1);
 }
 
+/// Whether `ipcs` lists System V shared memory segment `id`.
+fn segment_listed(id: &str) -> std::io::Result<bool> {
+    let out = std::process::Command::new("ipcs").arg("-m").output()?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(id)))
+}
+
+#[tokio::test]
+async fn a_dropped_postgres_leaves_no_shared_memory_behind() {
+    let pg = Postgres::start().await.unwrap();
+    let id = meshsync_testkit::shared_memory_id(pg.dir()).expect("a running server");
+    assert!(segment_listed(&id).unwrap(), "segment {id}");
+    drop(pg);
+    assert!(!segment_listed(&id).unwrap(), "segment {id} left behind");
+}
+
 #[tokio::test]
 async fn postgres_survives_kill9_with_its_data() {
     let mut pg = Postgres::start().await.unwrap();
