@@ -2,6 +2,7 @@
 //! of this executable (`meshsync run --config`), writes on peer A only.
 
 use std::{
+    ops::RangeInclusive,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -17,8 +18,9 @@ use tracing::info;
 
 use super::{
     Params,
-    report::{CatchUp, Resources, SystemResult},
-    workload,
+    report::CatchUp,
+    rounds::{Replicator, Round},
+    workload::{self, Steady},
 };
 
 /// Database used on both peers.
@@ -27,6 +29,9 @@ const DB: &str = "bench";
 /// Variable whose value, if set, is the agents' `RUST_LOG` (e.g. `info,meshsync=debug` to
 /// see when each transaction is published and applied).
 pub const AGENT_LOG_ENV: &str = "MESHSYNC_BENCH_AGENT_LOG";
+
+/// How long a stopping agent may take before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// Linux reports `/proc/<pid>/stat` times in USER_HZ ticks, 100 per second.
 const TICKS_PER_SEC: f64 = 100.0;
@@ -71,6 +76,14 @@ impl ProcStats {
             peak_rss_mib: kib / 1024.0,
         })
     }
+
+    /// The CPU used since `before` (a reading of the same process), with the peak so far.
+    pub fn since(self, before: ProcStats) -> ProcStats {
+        ProcStats {
+            cpu_secs: self.cpu_secs - before.cpu_secs,
+            peak_rss_mib: self.peak_rss_mib,
+        }
+    }
 }
 
 /// An agent child process; dropping it kills it.
@@ -103,6 +116,24 @@ impl AgentProc {
             child,
             log: log.to_owned(),
         })
+    }
+
+    /// Stops the agent as Ctrl-C would; kills it if it has not exited after
+    /// [`STOP_GRACE`].
+    pub async fn stop(mut self) -> Result<()> {
+        self.check_alive()?;
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::INT)
+            .context("signal the agent to stop")?;
+        let started = Instant::now();
+        while self.child.try_wait()?.is_none() {
+            if started.elapsed() > STOP_GRACE {
+                tracing::warn!(log = %self.log.display(), "agent did not stop on SIGINT; killed");
+                break; // Drop kills it.
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     /// CPU and memory figures so far; fails if the agent exited.
@@ -156,106 +187,147 @@ impl Drop for AgentProc {
     }
 }
 
-/// What the meshsync run measured, plus the nats-server version it ran against.
-pub struct MeshRun {
-    /// The figures.
-    pub result: SystemResult,
+/// meshsync between two PostgreSQL peers: agent A always on, agent B started for each
+/// round and stopped after it.
+pub struct Mesh {
+    nats: NatsServer,
+    // The servers live as long as the connections to them.
+    _a: Postgres,
+    _b: Postgres,
+    src: PgConnection,
+    dst: PgConnection,
+    agent_a: AgentProc,
+    config_b: PathBuf,
+    out: PathBuf,
     /// Version the nats-server reported.
     pub nats_version: String,
 }
 
-/// Runs both workloads through meshsync.
-pub async fn run(params: &Params) -> Result<MeshRun> {
-    let nats = NatsServer::start_single()
-        .await
-        .context("start nats-server")?;
+impl Mesh {
+    /// Starts the nats-server, both peers and agent A.
+    pub async fn start(params: &Params) -> Result<Mesh> {
+        let nats = NatsServer::start_single()
+            .await
+            .context("start nats-server")?;
+        let nats_version = server_version(&nats).await?;
+        let a = Postgres::start()
+            .await
+            .context("start peer A's PostgreSQL")?;
+        let b = Postgres::start()
+            .await
+            .context("start peer B's PostgreSQL")?;
+        let mut configs = Vec::new();
+        for (id, pg) in [("a", &a), ("b", &b)] {
+            pg.create_database(DB).await?;
+            let mut c = pg.connect(DB).await?;
+            sqlx::raw_sql(workload::TABLE_DDL).execute(&mut c).await?;
+            configs.push(write_config(params, id, &nats, "postgres", &pg.url(DB))?);
+        }
+        let src = a.connect(DB).await?;
+        let dst = b.connect(DB).await?;
+        let mut agent_a = AgentProc::start(&configs[0], &params.out.join("agent-a.log"))?;
+        agent_a.wait_started().await?;
+        Ok(Mesh {
+            nats,
+            _a: a,
+            _b: b,
+            src,
+            dst,
+            agent_a,
+            config_b: configs[1].clone(),
+            out: params.out.clone(),
+            nats_version,
+        })
+    }
+}
+
+impl Replicator for Mesh {
+    fn name(&self) -> &'static str {
+        "meshsync"
+    }
+
+    async fn catch_up(&mut self, params: &Params, ids: RangeInclusive<i64>) -> Result<Round> {
+        let (src, dst) = (&mut self.src, &mut self.dst);
+        let last = *ids.end();
+        let a_before = self.agent_a.stats()?;
+        // Agent A captures and publishes while the rows are written; B is off.
+        let insert = workload::insert_catch_up(src, ids, params.txn_size).await?;
+        let end_lsn = workload::current_lsn(src).await?;
+        let published_after = wait_published(src, &mut self.agent_a, end_lsn).await?;
+        let publish = insert + published_after;
+        let settled =
+            publish + wait_own_applied(&self.nats.client_url(), &mut self.agent_a).await?;
+        info!(
+            rows = params.rows,
+            insert_secs = insert.as_secs_f64(),
+            published_secs = publish.as_secs_f64(),
+            settled_secs = settled.as_secs_f64(),
+            "meshsync: rows written, published and recorded by A; starting B"
+        );
+        let wal_from = workload::current_lsn(dst).await?;
+        let started = Instant::now();
+        let log = self.out.join(format!("agent-b-{last}.log"));
+        let mut agent_b = AgentProc::start(&self.config_b, &log)?;
+        workload::wait_count(dst, last as u64, Duration::from_secs(3600)).await?;
+        let elapsed = started.elapsed();
+        let wal_to = workload::current_lsn(dst).await?;
+        let catch_up = CatchUp::new(params.rows, insert, Some((publish, settled)), elapsed)
+            .with_receiver_wal(wal_from, wal_to);
+        let processes = vec![
+            (
+                "agent A (sender)".to_owned(),
+                self.agent_a.stats()?.since(a_before),
+            ),
+            ("agent B (receiver)".to_owned(), agent_b.stats()?),
+        ];
+        agent_b.stop().await?;
+        Ok(Round {
+            catch_up,
+            processes,
+        })
+    }
+
+    async fn steady(&mut self, params: &Params) -> Result<Steady> {
+        let mut agent_b = AgentProc::start(&self.config_b, &self.out.join("agent-b-steady.log"))?;
+        agent_b.wait_started().await?;
+        let steady = workload::steady(
+            &mut self.src,
+            &mut self.dst,
+            params.steady_base(),
+            params.rate,
+            params.seconds,
+        )
+        .await?;
+        self.agent_a.check_alive()?;
+        agent_b.check_alive()?;
+        Ok(steady)
+    }
+}
+
+/// The version `nats` reports.
+pub async fn server_version(nats: &NatsServer) -> Result<String> {
     let client = meshsync_nats::connect(&nats.client_url(), "meshsync bench").await?;
     // The INFO of the server arrives with the connection; a flush waits for it.
     client.flush().await.context("reach nats-server")?;
-    let nats_version = client.server_info().version;
-    drop(client);
-    let a = Postgres::start()
-        .await
-        .context("start peer A's PostgreSQL")?;
-    let b = Postgres::start()
-        .await
-        .context("start peer B's PostgreSQL")?;
-    let mut configs = Vec::new();
-    for (id, pg) in [("a", &a), ("b", &b)] {
-        pg.create_database(DB).await?;
-        let mut c = pg.connect(DB).await?;
-        sqlx::raw_sql(workload::TABLE_DDL).execute(&mut c).await?;
-        let config = params.out.join(format!("agent-{id}.toml"));
-        let text = format!(
-            "[peer]\nid = \"{id}\"\n[nats]\nurl = \"{}\"\n[database]\nengine = \"postgres\"\nurl = \"{}\"\ntables = [\"public.items\"]\n",
-            nats.client_url(),
-            pg.url(DB)
-        );
-        meshsync_config::Config::from_toml(&text, "bench").context("agent config")?;
-        std::fs::write(&config, text)?;
-        configs.push(config);
-    }
-    let (config_a, config_b) = (&configs[0], &configs[1]);
-    let mut src = a.connect(DB).await?;
-    let mut dst = b.connect(DB).await?;
+    Ok(client.server_info().version)
+}
 
-    // Catch-up: agent A captures and publishes while the rows are written; B is off.
-    let mut agent_a = AgentProc::start(config_a, &params.out.join("agent-a.log"))?;
-    agent_a.wait_started().await?;
-    let insert = workload::insert_catch_up(&mut src, params.rows, params.txn_size).await?;
-    let end_lsn = workload::current_lsn(&mut src).await?;
-    let published_after = wait_published(&mut src, &mut agent_a, end_lsn).await?;
-    let publish = insert + published_after;
-    let settled = publish + wait_own_applied(&nats.client_url(), &mut agent_a).await?;
-    info!(
-        rows = params.rows,
-        insert_secs = insert.as_secs_f64(),
-        published_secs = publish.as_secs_f64(),
-        settled_secs = settled.as_secs_f64(),
-        "meshsync: rows written, published and recorded by A; starting B"
+/// Writes and checks the config of agent `id` on `engine` at `url`; returns its path.
+pub fn write_config(
+    params: &Params,
+    id: &str,
+    nats: &NatsServer,
+    engine: &str,
+    url: &str,
+) -> Result<PathBuf> {
+    let config = params.out.join(format!("agent-{engine}-{id}.toml"));
+    let text = format!(
+        "[peer]\nid = \"{id}\"\n[nats]\nurl = \"{}\"\n[database]\nengine = \"{engine}\"\nurl = \"{url}\"\ntables = [\"public.items\"]\n",
+        nats.client_url(),
     );
-    let wal_from = workload::current_lsn(&mut dst).await?;
-    let started = Instant::now();
-    let mut agent_b = AgentProc::start(config_b, &params.out.join("agent-b.log"))?;
-    workload::wait_count(&mut dst, params.rows, Duration::from_secs(3600)).await?;
-    let elapsed = started.elapsed();
-    let wal_to = workload::current_lsn(&mut dst).await?;
-    let catch_up = CatchUp::new(params.rows, insert, Some((publish, settled)), elapsed)
-        .with_receiver_wal(wal_from, wal_to);
-    info!(rows_per_sec = catch_up.rows_per_sec, "meshsync: caught up");
-    let resources = Resources::new(
-        params.rows,
-        vec![
-            ("agent A (sender)".to_owned(), agent_a.stats()?),
-            ("agent B (receiver)".to_owned(), agent_b.stats()?),
-        ],
-    );
-
-    info!(
-        rate = params.rate,
-        seconds = params.seconds,
-        "meshsync: steady workload"
-    );
-    let steady = workload::steady(
-        &mut src,
-        &mut dst,
-        params.steady_base(),
-        params.rate,
-        params.seconds,
-    )
-    .await?;
-    agent_a.check_alive()?;
-    agent_b.check_alive()?;
-    drop((agent_a, agent_b, src, dst));
-    Ok(MeshRun {
-        result: SystemResult {
-            name: "meshsync".to_owned(),
-            catch_up,
-            steady,
-            resources,
-        },
-        nats_version,
-    })
+    meshsync_config::Config::from_toml(&text, "bench").context("agent config")?;
+    std::fs::write(&config, text).with_context(|| format!("write {}", config.display()))?;
+    Ok(config)
 }
 
 /// Waits until agent A's apply has taken in its own published changes (it records their

@@ -3,8 +3,8 @@
 //! replication ([`mysql_native`], [`mysql_mesh`], [`mysql_workload`]).
 //!
 //! Everything is started here through the testkit (a nats-server, PostgreSQL clusters) and
-//! dropped at the end, which stops it and deletes its folders. The two systems run one after
-//! the other, so neither competes with the other for the machine:
+//! dropped at the end, which stops it and deletes its folders. Both systems are set up side
+//! by side, each with its receiver off:
 //!
 //! 1. **native**: two clusters, `CREATE PUBLICATION` on the source, `CREATE SUBSCRIPTION` on
 //!    the target ([`native`]).
@@ -12,9 +12,10 @@
 //!    (`meshsync run --config`), writes on peer A only ([`mesh`]).
 //!
 //! Each runs the same workloads ([`workload`]): *catch-up* (rows written while the receiver is
-//! off, then the time until the receiver has them all) and *steady* (a fixed insert rate,
-//! per-row replication lag). The figures are printed, written as JSON and plotted as SVG
-//! ([`report`], [`plot`]).
+//! off, then the time until the receiver has them all), `--rounds` times, the two systems
+//! taking turns so that neither runs while the other is measured ([`rounds`]); then *steady*
+//! (a fixed insert rate, per-row replication lag). The figures are printed, written as JSON
+//! and plotted as SVG ([`report`], [`plot`]).
 
 mod mesh;
 mod mysql_mesh;
@@ -23,9 +24,10 @@ mod mysql_workload;
 mod native;
 mod plot;
 mod report;
+mod rounds;
 mod workload;
 
-use std::path::PathBuf;
+use std::{ops::RangeInclusive, path::PathBuf};
 
 use anyhow::{Context, Result, bail};
 use tracing::info;
@@ -38,6 +40,9 @@ pub struct BenchArgs {
     /// Rows inserted for the catch-up workload.
     #[arg(long, default_value_t = 200_000)]
     pub rows: u64,
+    /// Catch-up rounds per system, taken in turns; the verdict is the median.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u64,
     /// Rows per source transaction in the catch-up workload.
     #[arg(long, default_value_t = 100)]
     pub txn_size: u64,
@@ -58,8 +63,10 @@ pub struct BenchArgs {
 /// The effective parameters of one run (after `--quick`).
 #[derive(Clone, Debug)]
 pub struct Params {
-    /// Catch-up rows.
+    /// Catch-up rows per round.
     pub rows: u64,
+    /// Catch-up rounds per system.
+    pub rounds: u64,
     /// Rows per catch-up transaction.
     pub txn_size: u64,
     /// Steady rows per second.
@@ -80,11 +87,12 @@ impl Params {
         } else {
             (args.rows, args.seconds)
         };
-        if rows == 0 || args.txn_size == 0 || args.rate == 0 || seconds == 0 {
-            bail!("--rows, --txn-size, --rate and --seconds must be positive");
+        if rows == 0 || args.rounds == 0 || args.txn_size == 0 || args.rate == 0 || seconds == 0 {
+            bail!("--rows, --rounds, --txn-size, --rate and --seconds must be positive");
         }
         Ok(Params {
             rows,
+            rounds: args.rounds,
             txn_size: args.txn_size,
             rate: args.rate,
             seconds,
@@ -93,9 +101,15 @@ impl Params {
         })
     }
 
-    /// First id of the steady workload (the catch-up rows use `1..=rows`).
+    /// The ids catch-up round `round` (from 0) writes: `rows` after the earlier rounds'.
+    pub fn round_ids(&self, round: u64) -> RangeInclusive<i64> {
+        let first = (round * self.rows) as i64;
+        first + 1..=first + self.rows as i64
+    }
+
+    /// Id after which the steady workload writes: the last catch-up round's last id.
     pub fn steady_base(&self) -> i64 {
-        self.rows as i64
+        (self.rounds * self.rows) as i64
     }
 }
 
@@ -115,37 +129,42 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
 }
 
-/// Both systems, one after the other, then the report.
+/// Both systems, catch-up rounds in turns, then the report.
 async fn run_engine(engine: &'static str, params: &Params) -> Result<()> {
-    let (native, meshsync, notes) = match engine {
+    info!(?params, "bench {engine}: starting both systems");
+    let (native, meshsync, nats_version, notes) = match engine {
         "mysql" => {
-            info!(?params, "bench mysql: native MariaDB replication first");
-            let native = mysql_native::run(params).await.context("native run")?;
-            info!("bench mysql: meshsync next");
-            let meshsync = mysql_mesh::run(params).await.context("meshsync run")?;
+            let mut native = mysql_native::NativeMariaDb::start()
+                .await
+                .context("start native replication")?;
+            let mut mesh = mysql_mesh::MeshMariaDb::start(params)
+                .await
+                .context("start meshsync")?;
+            let (n, m) = rounds::compare(&mut native, &mut mesh, params).await?;
             let notes = vec![format!(
                 "native: the replica's IO and SQL threads live inside mariadbd, so \"{}\" is the \
-                 whole replica server process (CPU over the catch-up only; peak RSS includes \
+                 whole replica server process (CPU over the catch-ups only; peak RSS includes \
                  its 64 MiB buffer pool)",
                 mysql_native::REPLICA_ROLE
             )];
-            (native, meshsync, notes)
+            (n, m, mesh.nats_version.clone(), notes)
         }
         _ => {
-            info!(?params, "bench postgres: native logical replication first");
-            let native = native::run(params).await.context("native run")?;
-            info!("bench postgres: meshsync next");
-            let meshsync = mesh::run(params).await.context("meshsync run")?;
-            (native, meshsync, Vec::new())
+            let mut native = native::Native::start()
+                .await
+                .context("start native replication")?;
+            let mut mesh = mesh::Mesh::start(params).await.context("start meshsync")?;
+            let (n, m) = rounds::compare(&mut native, &mut mesh, params).await?;
+            (n, m, mesh.nats_version.clone(), Vec::new())
         }
     };
     let report = report::Report {
         engine,
         notes,
         params: params.clone(),
-        nats_version: meshsync.nats_version.clone(),
+        nats_version,
         native,
-        meshsync: meshsync.result,
+        meshsync,
     };
     println!("{}", report.table());
     let json = params.out.join(format!("bench-{engine}.json"));
@@ -156,4 +175,25 @@ async fn run_engine(engine: &'static str, params: &Params) -> Result<()> {
         .with_context(|| format!("write {}", svg.display()))?;
     info!(json = %json.display(), svg = %svg.display(), "bench results written");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Params;
+
+    #[test]
+    fn rounds_write_consecutive_ids_and_steady_writes_after_them() {
+        let p = Params {
+            rows: 1000,
+            rounds: 3,
+            txn_size: 100,
+            rate: 10,
+            seconds: 1,
+            out: "x".into(),
+            quick: false,
+        };
+        assert_eq!(p.round_ids(0), 1..=1000);
+        assert_eq!(p.round_ids(2), 2001..=3000);
+        assert_eq!(p.steady_base(), 3000);
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use super::{Params, mesh::ProcStats, workload};
@@ -60,6 +60,19 @@ impl CatchUp {
         self
     }
 
+    /// The JSON of this round.
+    fn json(&self) -> Value {
+        json!({
+            "rows": self.rows,
+            "insert_secs": self.insert_secs,
+            "publish_secs": self.publish_secs,
+            "settled_secs": self.settled_secs,
+            "catch_up_secs": self.catch_up_secs,
+            "rows_per_sec": self.rows_per_sec,
+            "receiver_wal_bytes": self.receiver_wal_bytes,
+        })
+    }
+
     /// MiB of receiver WAL per 100k rows, if measured.
     pub fn wal_mib_per_100k(&self) -> Option<f64> {
         self.receiver_wal_bytes
@@ -77,8 +90,19 @@ pub struct Resources {
 }
 
 impl Resources {
-    /// The figures of `processes` for `rows` rows.
-    pub fn new(rows: u64, processes: Vec<(String, ProcStats)>) -> Resources {
+    /// The figures of several rounds covering `rows` rows in all: per role, CPU summed and
+    /// the largest peak.
+    pub fn merged(rows: u64, rounds: Vec<Vec<(String, ProcStats)>>) -> Resources {
+        let mut processes: Vec<(String, ProcStats)> = Vec::new();
+        for (role, stats) in rounds.into_iter().flatten() {
+            match processes.iter_mut().find(|(r, _)| *r == role) {
+                Some((_, total)) => {
+                    total.cpu_secs += stats.cpu_secs;
+                    total.peak_rss_mib = total.peak_rss_mib.max(stats.peak_rss_mib);
+                }
+                None => processes.push((role, stats)),
+            }
+        }
         Resources { rows, processes }
     }
 
@@ -97,20 +121,55 @@ impl Resources {
     }
 }
 
+/// The median of `values`; with an even count, the lower of the middle two (the verdict
+/// then leans against meshsync, never for it). `None` when empty.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len().saturating_sub(1) / 2).copied()
+}
+
 /// One system's results.
 #[derive(Clone, Debug)]
 pub struct SystemResult {
     /// `native` or `meshsync`.
     pub name: String,
-    /// Catch-up figures.
-    pub catch_up: CatchUp,
+    /// Catch-up figures, one per round, in order.
+    pub rounds: Vec<CatchUp>,
+    /// Index in `rounds` of the round with the median rows/s (see [`median`]).
+    median_round: usize,
     /// Steady figures.
     pub steady: workload::Steady,
-    /// Process figures.
+    /// Process figures over all rounds.
     pub resources: Resources,
 }
 
 impl SystemResult {
+    /// The results of `name`; fails without a round.
+    pub fn new(
+        name: &str,
+        rounds: Vec<CatchUp>,
+        steady: workload::Steady,
+        resources: Resources,
+    ) -> Result<SystemResult> {
+        let rates: Vec<f64> = rounds.iter().map(|c| c.rows_per_sec).collect();
+        let median_round = median(&rates)
+            .and_then(|m| rates.iter().position(|r| *r == m))
+            .with_context(|| format!("{name}: no catch-up round"))?;
+        Ok(SystemResult {
+            name: name.to_owned(),
+            rounds,
+            median_round,
+            steady,
+            resources,
+        })
+    }
+
+    /// The round with the median rows/s, shown as the system's catch-up.
+    pub fn catch_up(&self) -> &CatchUp {
+        &self.rounds[self.median_round]
+    }
+
     /// Steady lag quantile `q` in ms.
     pub fn lag(&self, q: f64) -> f64 {
         let lags: Vec<f64> = self.steady.samples.iter().map(|s| s.lag_ms).collect();
@@ -119,18 +178,10 @@ impl SystemResult {
 
     /// The JSON of this system.
     fn json(&self) -> Value {
-        let c = &self.catch_up;
         let s = &self.steady;
         json!({
-            "catch_up": {
-                "rows": c.rows,
-                "insert_secs": c.insert_secs,
-                "publish_secs": c.publish_secs,
-                "settled_secs": c.settled_secs,
-                "catch_up_secs": c.catch_up_secs,
-                "rows_per_sec": c.rows_per_sec,
-                "receiver_wal_bytes": c.receiver_wal_bytes,
-            },
+            "catch_up": self.catch_up().json(),
+            "catch_up_rounds": self.rounds.iter().map(CatchUp::json).collect::<Vec<_>>(),
             "steady": {
                 "rows_written": s.rows,
                 "rows_seen": s.seen,
@@ -168,9 +219,19 @@ pub struct Report {
 }
 
 impl Report {
-    /// meshsync's catch-up rows/s over native's.
+    /// Per round, meshsync's catch-up rows/s over native's in the same round.
+    pub fn catch_up_ratios(&self) -> Vec<f64> {
+        self.native
+            .rounds
+            .iter()
+            .zip(&self.meshsync.rounds)
+            .map(|(n, m)| m.rows_per_sec / n.rows_per_sec.max(1e-9))
+            .collect()
+    }
+
+    /// The verdict's ratio: the median of [`Report::catch_up_ratios`].
     pub fn catch_up_ratio(&self) -> f64 {
-        self.meshsync.catch_up.rows_per_sec / self.native.catch_up.rows_per_sec.max(1e-9)
+        median(&self.catch_up_ratios()).unwrap_or(0.0)
     }
 
     /// The JSON document of `bench-<engine>.json`.
@@ -185,7 +246,7 @@ impl Report {
             "nats_server_version": self.nats_version,
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "params": {
-                "rows": p.rows, "txn_size": p.txn_size, "rate": p.rate,
+                "rows": p.rows, "rounds": p.rounds, "txn_size": p.txn_size, "rate": p.rate,
                 "seconds": p.seconds, "quick": p.quick,
                 "poll_every_ms": workload::POLL_EVERY.as_secs_f64() * 1000.0,
                 "write_every_ms": workload::WRITE_EVERY.as_secs_f64() * 1000.0,
@@ -194,6 +255,7 @@ impl Report {
             "meshsync": self.meshsync.json(),
             "comparison": {
                 "catch_up_ratio_meshsync_over_native": self.catch_up_ratio(),
+                "catch_up_ratios_per_round": self.catch_up_ratios(),
                 "targets": {
                     "catch_up_ratio_min": TARGET_CATCH_UP_RATIO,
                     "steady_p99_ms_max": TARGET_P99_MS,
@@ -206,62 +268,61 @@ impl Report {
     /// The table printed to stdout.
     pub fn table(&self) -> String {
         let (n, m) = (&self.native, &self.meshsync);
+        let (nc, mc) = (n.catch_up(), m.catch_up());
         let p = &self.params;
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "\nmeshsync bench {}: {} rows in txns of {}, steady {} rows/s for {} s, nats-server {}\n",
-            self.engine, p.rows, p.txn_size, p.rate, p.seconds, self.nats_version
+            "\nmeshsync bench {}: {} rounds of {} rows in txns of {}, steady {} rows/s for {} s, nats-server {}",
+            self.engine, p.rounds, p.rows, p.txn_size, p.rate, p.seconds, self.nats_version
         );
-        let _ = writeln!(t, "{:<34} {:>12} {:>12}   target", "", "native", "meshsync");
+        let _ = writeln!(
+            t,
+            "catch-up figures: the round with the median rows/s; ratio: the median of the rounds' ratios\n"
+        );
+        let _ = writeln!(t, "{:<40} {:>12} {:>12}   target", "", "native", "meshsync");
         let row = |t: &mut String, what: &str, a: String, b: String, target: &str| {
-            let _ = writeln!(t, "{what:<34} {a:>12} {b:>12}   {target}");
+            let _ = writeln!(t, "{what:<40} {a:>12} {b:>12}   {target}");
         };
         row(
             &mut t,
             "source insert time (s)",
-            f2(n.catch_up.insert_secs),
-            f2(m.catch_up.insert_secs),
+            f2(nc.insert_secs),
+            f2(mc.insert_secs),
             "",
         );
         row(
             &mut t,
             "published to JetStream after (s)",
             "-".into(),
-            m.catch_up
-                .publish_secs
-                .map(f2)
-                .unwrap_or_else(|| "-".into()),
+            mc.publish_secs.map(f2).unwrap_or_else(|| "-".into()),
             "",
         );
         row(
             &mut t,
             "own changes applied by A after (s)",
             "-".into(),
-            m.catch_up
-                .settled_secs
-                .map(f2)
-                .unwrap_or_else(|| "-".into()),
+            mc.settled_secs.map(f2).unwrap_or_else(|| "-".into()),
             "",
         );
         row(
             &mut t,
             "catch-up time (s)",
-            f2(n.catch_up.catch_up_secs),
-            f2(m.catch_up.catch_up_secs),
+            f2(nc.catch_up_secs),
+            f2(mc.catch_up_secs),
             "",
         );
         row(
             &mut t,
             "catch-up rows/s",
-            f0(n.catch_up.rows_per_sec),
-            f0(m.catch_up.rows_per_sec),
+            f0(nc.rows_per_sec),
+            f0(mc.rows_per_sec),
             "",
         );
         let ratio = self.catch_up_ratio();
         row(
             &mut t,
-            "catch-up ratio meshsync/native",
+            "catch-up ratio meshsync/native (median)",
             "".into(),
             f2(ratio),
             &format!(
@@ -269,13 +330,13 @@ impl Report {
                 verdict(ratio >= TARGET_CATCH_UP_RATIO)
             ),
         );
-        if n.catch_up.receiver_wal_bytes.is_some() || m.catch_up.receiver_wal_bytes.is_some() {
+        if nc.receiver_wal_bytes.is_some() || mc.receiver_wal_bytes.is_some() {
             let wal = |c: &CatchUp| c.wal_mib_per_100k().map(f1).unwrap_or_else(|| "-".into());
             row(
                 &mut t,
                 "receiver WAL per 100k rows (MiB)",
-                wal(&n.catch_up),
-                wal(&m.catch_up),
+                wal(nc),
+                wal(mc),
                 "",
             );
         }
@@ -317,7 +378,7 @@ impl Report {
         );
         row(
             &mut t,
-            "CPU s per 100k rows (catch-up)",
+            "CPU s per 100k rows (catch-ups)",
             f2(n.resources.cpu_per_100k()),
             f2(m.resources.cpu_per_100k()),
             "",
@@ -330,7 +391,28 @@ impl Report {
             f1(mib),
             &format!("< {TARGET_AGENT_MIB} {}", verdict(mib < TARGET_AGENT_MIB)),
         );
-        let _ = writeln!(t, "\nprocesses measured (CPU s, peak MiB):");
+        let _ = writeln!(
+            t,
+            "\ncatch-up rounds (rows/s), in the order run:\n  {:<7} {:>12} {:>12} {:>8}",
+            "round", "native", "meshsync", "ratio"
+        );
+        for (i, ((nr, mr), ratio)) in n
+            .rounds
+            .iter()
+            .zip(&m.rounds)
+            .zip(self.catch_up_ratios())
+            .enumerate()
+        {
+            let _ = writeln!(
+                t,
+                "  {:<7} {:>12} {:>12} {:>8}",
+                i + 1,
+                f0(nr.rows_per_sec),
+                f0(mr.rows_per_sec),
+                f2(ratio)
+            );
+        }
+        let _ = writeln!(t, "\nprocesses measured over all rounds (CPU s, peak MiB):");
         for r in [n, m] {
             for (role, s) in &r.resources.processes {
                 let _ = writeln!(
@@ -371,7 +453,44 @@ fn f0(v: f64) -> String {
 mod tests {
     use std::time::Duration;
 
-    use super::CatchUp;
+    use super::{CatchUp, Resources, median};
+    use crate::bench::mesh::ProcStats;
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_lower_middle() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[0.7]), Some(0.7));
+        assert_eq!(median(&[0.9, 0.4, 0.6]), Some(0.6));
+        // Never the higher middle, which would flatter meshsync's ratio.
+        assert_eq!(median(&[0.9, 0.4, 0.6, 0.5]), Some(0.5));
+    }
+
+    #[test]
+    fn rounds_merge_by_role_summing_cpu_and_keeping_the_peak() {
+        let p = |cpu_secs, peak_rss_mib| ProcStats {
+            cpu_secs,
+            peak_rss_mib,
+        };
+        let r = Resources::merged(
+            400_000,
+            vec![
+                vec![("a".into(), p(1.0, 10.0)), ("b".into(), p(0.5, 70.0))],
+                vec![("a".into(), p(2.0, 12.0)), ("b".into(), p(0.25, 60.0))],
+            ],
+        );
+        assert_eq!(r.processes.len(), 2);
+        assert_eq!(r.processes[0].0, "a");
+        assert_eq!(
+            (r.processes[0].1.cpu_secs, r.processes[0].1.peak_rss_mib),
+            (3.0, 12.0)
+        );
+        assert_eq!(
+            (r.processes[1].1.cpu_secs, r.processes[1].1.peak_rss_mib),
+            (0.75, 70.0)
+        );
+        assert_eq!(r.cpu_per_100k(), 3.75 / 4.0);
+        assert_eq!(r.max_peak_mib(), 70.0);
+    }
 
     #[test]
     fn receiver_wal_is_reported_per_100k_rows() {

@@ -71,22 +71,22 @@ impl BenchTable for PgConnection {
     }
 }
 
-/// Inserts ids `1..=rows` with one single-row INSERT each, `txn_size` per transaction.
-/// Returns the time it took.
+/// Inserts `ids` with one single-row INSERT each, `txn_size` per transaction. Returns the
+/// time it took.
 pub async fn insert_catch_up(
     conn: &mut impl BenchTable,
-    rows: u64,
+    ids: RangeInclusive<i64>,
     txn_size: u64,
 ) -> Result<Duration> {
     let started = Instant::now();
     let payload = "catch-up row payload 0123456789abcdef";
-    let mut id: i64 = 1;
-    let last = rows as i64;
+    let (mut id, last) = ids.into_inner();
+    let first = id;
     while id <= last {
         let end = (id + txn_size as i64 - 1).min(last);
         conn.insert_txn(id..=end, payload).await?;
-        if end / 50_000 != (id - 1) / 50_000 {
-            info!(rows = end, "catch-up inserts");
+        if (end - first + 1) / 50_000 != (id - first) / 50_000 {
+            info!(rows = end - first + 1, "catch-up inserts");
         }
         id = end + 1;
     }
