@@ -77,6 +77,15 @@ impl ProcStats {
         })
     }
 
+    /// These figures with the memory left out (NaN, printed as "-"): a database server
+    /// process's resident set is mostly the shared buffers it touched, not its own memory.
+    pub fn cpu_only(self) -> ProcStats {
+        ProcStats {
+            cpu_secs: self.cpu_secs,
+            peak_rss_mib: f64::NAN,
+        }
+    }
+
     /// The CPU used since `before` (a reading of the same process), with the peak so far.
     pub fn since(self, before: ProcStats) -> ProcStats {
         ProcStats {
@@ -273,13 +282,14 @@ impl Replicator for Mesh {
         let wal_to = workload::current_lsn(dst).await?;
         let catch_up = CatchUp::new(params.rows, insert, Some((publish, settled)), elapsed)
             .with_receiver_wal(wal_from, wal_to);
-        let processes = vec![
+        let mut processes = vec![
             (
                 "agent A (sender)".to_owned(),
                 self.agent_a.stats()?.since(a_before),
             ),
             ("agent B (receiver)".to_owned(), agent_b.stats()?),
         ];
+        processes.extend(receiver_backends(dst).await?);
         agent_b.stop().await?;
         Ok(Round {
             catch_up,
@@ -302,6 +312,33 @@ impl Replicator for Mesh {
         agent_b.check_alive()?;
         Ok(steady)
     }
+}
+
+/// Peer B's PostgreSQL processes serving agent B, which started with it: the sessions that
+/// apply (and store capture state), and the walsender that decodes B's WAL for B's capture,
+/// apply's own rows included (PostgreSQL 15 cannot leave them out). Native's apply worker
+/// does its database work itself, so without these the comparison would leave out half of
+/// meshsync's receiving cost.
+async fn receiver_backends(dst: &mut PgConnection) -> Result<Vec<(String, ProcStats)>> {
+    let pids: Vec<(i32, String)> = sqlx::query_as(
+        "SELECT pid, backend_type FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND backend_type IN ('client backend', 'walsender')",
+    )
+    .fetch_all(dst)
+    .await?;
+    let mut out = Vec::new();
+    for (pid, kind) in pids {
+        let role = if kind == "walsender" {
+            "B's walsender"
+        } else {
+            "B's PG sessions"
+        };
+        if let Ok(stats) = ProcStats::read(pid as u32) {
+            out.push((role.to_owned(), stats.cpu_only()));
+        }
+    }
+    Ok(out)
 }
 
 /// The version `nats` reports.

@@ -144,7 +144,7 @@ async fn run_engine(engine: &'static str, params: &Params) -> Result<()> {
             let notes = vec![format!(
                 "native: the replica's IO and SQL threads live inside mariadbd, so \"{}\" is the \
                  whole replica server process (CPU over the catch-ups only; peak RSS includes \
-                 its 64 MiB buffer pool)",
+                 its 64 MiB buffer pool); meshsync's \"B's mariadbd\" likewise, CPU only",
                 mysql_native::REPLICA_ROLE
             )];
             (n, m, mesh.nats_version.clone(), notes)
@@ -155,7 +155,14 @@ async fn run_engine(engine: &'static str, params: &Params) -> Result<()> {
                 .context("start native replication")?;
             let mut mesh = mesh::Mesh::start(params).await.context("start meshsync")?;
             let (n, m) = rounds::compare(&mut native, &mut mesh, params).await?;
-            (n, m, mesh.nats_version.clone(), Vec::new())
+            let notes = vec![
+                "meshsync: \"B's PG sessions\" (apply, capture state) and \"B's walsender\" \
+                 (B's capture, which also decodes apply's own rows) are peer B's PostgreSQL \
+                 processes serving agent B, counted in CPU: native's apply worker does that \
+                 database work itself"
+                    .to_owned(),
+            ];
+            (n, m, mesh.nats_version.clone(), notes)
         }
     };
     let report = report::Report {

@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::{
     Params,
-    mesh::{self, AgentProc},
+    mesh::{self, AgentProc, ProcStats},
     mysql_workload::{self as workload, DB},
     report::CatchUp,
     rounds::{Replicator, Round},
@@ -27,7 +27,7 @@ pub struct MeshMariaDb {
     nats: NatsServer,
     // The servers live as long as the connections to them.
     _a: MariaDb,
-    _b: MariaDb,
+    b: MariaDb,
     src: MySqlConnection,
     dst: MySqlConnection,
     agent_a: AgentProc,
@@ -60,7 +60,7 @@ impl MeshMariaDb {
         Ok(MeshMariaDb {
             nats,
             _a: a,
-            _b: b,
+            b,
             src,
             dst,
             agent_a,
@@ -79,6 +79,7 @@ impl Replicator for MeshMariaDb {
     async fn catch_up(&mut self, params: &Params, ids: RangeInclusive<i64>) -> Result<Round> {
         let last = *ids.end();
         let a_before = self.agent_a.stats()?;
+        let b_pid = self.b.pid().context("peer B's MariaDB not running")?;
         // Agent A captures and publishes while the rows are written; B is off.
         let insert = workload::insert_catch_up(&mut self.src, ids, params.txn_size).await?;
         let end = workload::gtid_binlog_pos(&mut self.src).await?;
@@ -93,6 +94,7 @@ impl Replicator for MeshMariaDb {
             settled_secs = settled.as_secs_f64(),
             "meshsync: rows written, published and recorded by A; starting B"
         );
+        let b_before = ProcStats::read(b_pid)?;
         let started = Instant::now();
         let log = self.out.join(format!("agent-mysql-b-{last}.log"));
         let mut agent_b = AgentProc::start(&self.config_b, &log)?;
@@ -105,6 +107,12 @@ impl Replicator for MeshMariaDb {
                 self.agent_a.stats()?.since(a_before),
             ),
             ("agent B (receiver)".to_owned(), agent_b.stats()?),
+            // Its sessions applying, and its binlog dump to B's capture (apply's own rows
+            // included), as native's whole replica server is measured.
+            (
+                "B's mariadbd".to_owned(),
+                ProcStats::read(b_pid)?.since(b_before).cpu_only(),
+            ),
         ];
         agent_b.stop().await?;
         Ok(Round {

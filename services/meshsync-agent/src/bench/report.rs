@@ -112,7 +112,8 @@ impl Resources {
         cpu * 100_000.0 / self.rows.max(1) as f64
     }
 
-    /// Largest peak resident set of one process, MiB.
+    /// Largest peak resident set of one process, MiB (processes measured for CPU only, see
+    /// [`ProcStats::cpu_only`], do not count).
     pub fn max_peak_mib(&self) -> f64 {
         self.processes
             .iter()
@@ -195,7 +196,7 @@ impl SystemResult {
                     "role": role,
                     "cpu_secs": p.cpu_secs,
                     "cpu_secs_per_100k_rows": p.cpu_secs * 100_000.0 / self.resources.rows.max(1) as f64,
-                    "peak_rss_mib": p.peak_rss_mib,
+                    "peak_rss_mib": (!p.peak_rss_mib.is_nan()).then_some(p.peak_rss_mib),
                 })).collect::<Vec<_>>(),
             },
         })
@@ -415,10 +416,15 @@ impl Report {
         let _ = writeln!(t, "\nprocesses measured over all rounds (CPU s, peak MiB):");
         for r in [n, m] {
             for (role, s) in &r.resources.processes {
+                let mib = if s.peak_rss_mib.is_nan() {
+                    "-".to_owned()
+                } else {
+                    f1(s.peak_rss_mib)
+                };
                 let _ = writeln!(
                     t,
-                    "  {:<9} {role:<20} {:>8.2} s {:>8.1} MiB",
-                    r.name, s.cpu_secs, s.peak_rss_mib
+                    "  {:<9} {role:<20} {:>8.2} s {mib:>8} MiB",
+                    r.name, s.cpu_secs
                 );
             }
         }
@@ -490,6 +496,16 @@ mod tests {
         );
         assert_eq!(r.cpu_per_100k(), 3.75 / 4.0);
         assert_eq!(r.max_peak_mib(), 70.0);
+        // A server process measured for CPU only counts in CPU, not in the peak.
+        let r = Resources::merged(
+            100_000,
+            vec![vec![
+                ("a".into(), p(1.0, 10.0)),
+                ("db".into(), p(2.0, 900.0).cpu_only()),
+            ]],
+        );
+        assert_eq!(r.cpu_per_100k(), 3.0);
+        assert_eq!(r.max_peak_mib(), 10.0);
     }
 
     #[test]
