@@ -325,7 +325,7 @@ impl Report {
             &mut t,
             "catch-up ratio meshsync/native (median)",
             "".into(),
-            f2(ratio),
+            f3(ratio),
             &format!(
                 ">= {TARGET_CATCH_UP_RATIO} {}",
                 verdict(ratio >= TARGET_CATCH_UP_RATIO)
@@ -410,7 +410,7 @@ impl Report {
                 i + 1,
                 f0(nr.rows_per_sec),
                 f0(mr.rows_per_sec),
-                f2(ratio)
+                f3(ratio)
             );
         }
         let _ = writeln!(t, "\nprocesses measured over all rounds (CPU s, peak MiB):");
@@ -438,6 +438,11 @@ impl Report {
 /// `met` or `MISSED`.
 fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
+}
+
+/// Three decimals: a ratio of 0.498 is not "0.50".
+fn f3(v: f64) -> String {
+    format!("{v:.3}")
 }
 
 /// Two decimals.
