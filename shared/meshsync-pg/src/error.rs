@@ -18,7 +18,7 @@ pub enum PgError {
     },
     /// The replication connection failed.
     #[error("postgres: replication stream failed")]
-    Replication(#[source] pgwire_replication::PgWireError),
+    Replication(#[source] crate::source::replication::ReplicationError),
     /// A configured table does not exist.
     #[error(
         "table {table} does not exist; create it on this peer or remove it from database.tables"
@@ -79,7 +79,7 @@ impl PgError {
     pub fn is_transient(&self) -> bool {
         match self {
             PgError::Query { source, .. } => is_transient_sqlx(source),
-            PgError::Replication(_) => true,
+            PgError::Replication(e) => e.is_transient(),
             _ => false,
         }
     }

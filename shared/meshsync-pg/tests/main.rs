@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod decode_fixtures;
+mod echo;
 mod prepared;
 mod props;
+mod replication;
 mod sink;
 mod support;
 mod verify;

@@ -132,7 +132,11 @@ pub(crate) async fn try_sink_of(
 }
 
 /// Applies `batch` in one committed transaction; (applied, superseded, parked).
-async fn apply(sink: &mut PgSink, batch: &ChangeBatch, upto: u64) -> (usize, usize, Vec<String>) {
+pub(crate) async fn apply(
+    sink: &mut PgSink,
+    batch: &ChangeBatch,
+    upto: u64,
+) -> (usize, usize, Vec<String>) {
     let mut txn = sink.begin().await.unwrap();
     let reports: Vec<BatchReport> = txn.apply(&[batch]).await.unwrap();
     txn.commit(upto).await.unwrap();

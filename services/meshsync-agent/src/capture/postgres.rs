@@ -73,9 +73,10 @@ pub async fn run(ctx: &CaptureContext) -> Result<()> {
                     }
                     last_seen = txn.end_lsn;
                     let mut acks = Vec::new();
-                    if txn.from_apply {
-                        fold = fold.max(txn.applied_hlc.unwrap_or(Hlc::ZERO));
-                    } else if !txn.rows.is_empty() {
+                    // Apply's transactions carry the highest HLC they applied; on PostgreSQL 16
+                    // and later they arrive without their rows and without an origin message.
+                    fold = fold.max(txn.applied_hlc.unwrap_or(Hlc::ZERO));
+                    if !txn.from_apply && !txn.rows.is_empty() {
                         fold = stamp(txn.commit_unix_micros, fold, ctx.node);
                         let header = TxnHeader {
                             origin: &ctx.peer,

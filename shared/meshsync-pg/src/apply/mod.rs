@@ -22,7 +22,12 @@ pub use plain::{Prepared, Preparer};
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 use tracing::{debug, info, warn};
 
-use crate::{catalog::TableInfo, error::PgError, setup::Names, source::stream::APPLIED_HLC_PREFIX};
+use crate::{
+    catalog::TableInfo,
+    error::PgError,
+    setup::Names,
+    source::stream::{APPLIED_HLC_PREFIX, ORIGIN_FILTER_VERSION},
+};
 
 /// The apply session of one peer database.
 pub struct PgSink {
@@ -39,6 +44,23 @@ pub struct PgSink {
     copied: u64,
     /// Of those, rows written from prepared messages ([`Preparer`]).
     prepared: u64,
+    /// This session's replication origin and how it is held.
+    origin: String,
+    origin_mode: OriginMode,
+}
+
+/// How the apply session carries its replication origin, which keeps apply's writes out of
+/// this peer's capture (I7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OriginMode {
+    /// PostgreSQL 15: set once for the session. Capture receives apply's transactions and
+    /// drops them on their origin message.
+    Session,
+    /// PostgreSQL 16 and later, whose capture asks for `origin 'none'`: set for a
+    /// transaction's writes and reset before its applied-HLC message and commit, so the server
+    /// leaves the rows out but sends the message (I8). `set`: whether the session holds the
+    /// origin now (setting it twice is an error).
+    PerTransaction { set: bool },
 }
 
 /// One open apply transaction.
@@ -56,6 +78,7 @@ pub struct ApplyTxn<'c> {
     consumer: &'c str,
     max_hlc: Option<Hlc>,
     conflicts: Vec<ConflictRecord>,
+    origin_mode: &'c mut OriginMode,
 }
 
 impl PgSink {
@@ -110,7 +133,18 @@ impl PgSink {
             }
         }
         let copy = nodelay(&mut conn, url).await?;
+        let (version,): (String,) = sqlx::query_as("SHOW server_version_num")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(PgError::query("read the server version"))?;
+        let origin_mode = if version.parse::<u32>().unwrap_or(0) >= ORIGIN_FILTER_VERSION {
+            OriginMode::PerTransaction { set: true }
+        } else {
+            OriginMode::Session
+        };
         Ok(PgSink {
+            origin: names.apply_origin.clone(),
+            origin_mode,
             conn,
             tables: Arc::new(tables),
             policies,
@@ -183,12 +217,21 @@ impl PgSink {
 
     /// Starts a transaction.
     pub async fn begin(&mut self) -> Result<ApplyTxn<'_>, PgError> {
-        let tx = self
+        let mut tx = self
             .conn
             .begin()
             .await
             .map_err(PgError::query("begin an apply transaction"))?;
+        if self.origin_mode == (OriginMode::PerTransaction { set: false }) {
+            sqlx::query("SELECT pg_replication_origin_session_setup($1)")
+                .bind(&self.origin)
+                .execute(&mut *tx)
+                .await
+                .map_err(PgError::query("set up the apply origin"))?;
+            self.origin_mode = OriginMode::PerTransaction { set: true };
+        }
         Ok(ApplyTxn {
+            origin_mode: &mut self.origin_mode,
             tx,
             sink_tables: &self.tables,
             guesses: &mut self.guesses,
@@ -324,6 +367,13 @@ impl ApplyTxn<'_> {
         .execute(&mut *self.tx)
         .await
         .map_err(PgError::query("write the apply checkpoint"))?;
+        if let OriginMode::PerTransaction { set } = self.origin_mode {
+            sqlx::query("SELECT pg_replication_origin_session_reset()")
+                .execute(&mut *self.tx)
+                .await
+                .map_err(PgError::query("reset the apply origin"))?;
+            *set = false;
+        }
         if let Some(hlc) = self.max_hlc {
             sqlx::query("SELECT pg_logical_emit_message(true, $1, $2)")
                 .bind(APPLIED_HLC_PREFIX)

@@ -2,6 +2,7 @@
 
 pub mod pgoutput;
 mod reader;
+pub mod replication;
 pub mod resume;
 pub mod row;
 pub mod stream;

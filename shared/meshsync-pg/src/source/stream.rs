@@ -1,9 +1,8 @@
 //! The replication stream of one database, assembled into committed transactions.
 
-use std::{collections::HashMap, time::Duration};
+use std::collections::HashMap;
 
 use meshsync_core::{Acked, Hlc, TableName};
-use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 use tracing::warn;
 
 use crate::{
@@ -12,6 +11,7 @@ use crate::{
     setup::{APPLY_ORIGIN_PREFIX, Names},
     source::{
         pgoutput::{self, PgMessage},
+        replication::{Frame, ReplicationStream, Target},
         row::{RelationCache, RowImage, RowMessage, decode_row},
     },
     types::PgType,
@@ -98,121 +98,132 @@ impl ConnParts {
     }
 }
 
+/// First `server_version_num` whose pgoutput takes `origin 'none'`.
+pub const ORIGIN_FILTER_VERSION: u32 = 160_000;
+
 /// The open replication stream.
 pub struct PgSource {
-    client: ReplicationClient,
+    stream: ReplicationStream,
     cache: RelationCache,
     tables: HashMap<TableName, TableInfo>,
     open: Option<CapturedTxn>,
+    echoed: u64,
 }
 
 impl PgSource {
-    /// Starts streaming from the slot's confirmed position.
+    /// Starts streaming from the slot's confirmed position. On PostgreSQL 16 and later the
+    /// server leaves out every replayed change (`origin 'none'`): apply's own rows are never
+    /// decoded for this capture, only its applied-HLC message, which apply writes without its
+    /// origin (I7, I8).
     pub async fn connect(
         parts: &ConnParts,
         names: &Names,
         tables: HashMap<TableName, TableInfo>,
     ) -> Result<PgSource, PgError> {
-        let cfg = ReplicationConfig::new(
-            parts.host.clone(),
-            parts.user.clone(),
-            parts.password.clone(),
-            parts.database.clone(),
-            names.slot.clone(),
-            names.publication.clone(),
-        )
-        .with_port(parts.port)
-        .with_tls(TlsConfig::disabled())
-        .with_start_lsn(Lsn::from_u64(0))
-        .with_status_interval(Duration::from_millis(500))
-        .with_application_name(format!("meshsync capture {}", names.slot));
-        let client = ReplicationClient::connect(cfg)
-            .await
-            .map_err(PgError::Replication)?;
+        let application_name = format!("meshsync capture {}", names.slot);
+        let target = Target {
+            host: &parts.host,
+            port: parts.port,
+            user: &parts.user,
+            password: &parts.password,
+            database: &parts.database,
+            application_name: &application_name,
+        };
+        let stream = ReplicationStream::start(&target, &names.slot, |version| {
+            let mut options = vec![
+                ("proto_version", "1".to_owned()),
+                ("publication_names", names.publication.clone()),
+                ("messages", "true".to_owned()),
+            ];
+            if version >= ORIGIN_FILTER_VERSION {
+                options.push(("origin", "none".to_owned()));
+            }
+            options
+        })
+        .await
+        .map_err(PgError::Replication)?;
         Ok(PgSource {
-            client,
+            stream,
             cache: RelationCache::new(),
             tables,
             open: None,
+            echoed: 0,
         })
+    }
+
+    /// The server's `server_version_num`.
+    pub fn server_version(&self) -> u32 {
+        self.stream.server_version()
+    }
+
+    /// Rows of apply's own transactions that reached this capture (and were dropped): none
+    /// on PostgreSQL 16 and later.
+    pub fn echoed_rows(&self) -> u64 {
+        self.echoed
     }
 
     /// Tells the server everything up to `lsn` is published (I9): the slot may release it.
     pub fn confirm(&self, lsn: Acked<u64>) {
-        self.client
-            .update_applied_lsn(Lsn::from_u64(lsn.into_inner()));
+        self.stream.confirm(lsn.into_inner());
     }
 
     /// The next committed transaction or idle position.
     pub async fn next(&mut self) -> Result<SourceEvent, PgError> {
         loop {
-            let Some(event) = self.client.recv().await.map_err(PgError::Replication)? else {
-                return Err(PgError::Url("replication stream ended".into()));
-            };
-            match event {
-                ReplicationEvent::KeepAlive { wal_end, .. } => {
+            match self.stream.next().await.map_err(PgError::Replication)? {
+                Frame::KeepAlive { wal_end } => {
                     if self.open.is_none() {
-                        return Ok(SourceEvent::Idle {
-                            wal_end: wal_end.as_u64(),
-                        });
+                        return Ok(SourceEvent::Idle { wal_end });
                     }
                 }
-                ReplicationEvent::Begin {
-                    xid,
-                    commit_time_micros,
-                    ..
-                } => {
-                    self.open = Some(CapturedTxn {
-                        end_lsn: 0,
-                        commit_unix_micros: commit_time_micros + PG_EPOCH_OFFSET_MICROS,
-                        xid,
-                        from_apply: false,
-                        applied_hlc: None,
-                        rows: Vec::new(),
-                        skipped: 0,
-                    });
-                }
-                ReplicationEvent::Commit {
-                    end_lsn,
-                    commit_time_micros,
-                    ..
-                } => {
-                    if let Some(mut txn) = self.open.take() {
-                        txn.end_lsn = end_lsn.as_u64();
-                        txn.commit_unix_micros = commit_time_micros + PG_EPOCH_OFFSET_MICROS;
+                Frame::XLogData { data, .. } => {
+                    if let Some(txn) = self.on_data(&data)? {
                         return Ok(SourceEvent::Txn(txn));
                     }
                 }
-                ReplicationEvent::Message {
-                    prefix,
-                    content,
-                    transactional,
-                    ..
-                } => {
-                    if transactional && prefix == APPLIED_HLC_PREFIX {
-                        let hlc = std::str::from_utf8(&content)
-                            .ok()
-                            .and_then(|s| s.parse::<Hlc>().ok());
-                        if let (Some(txn), Some(hlc)) = (self.open.as_mut(), hlc) {
-                            txn.applied_hlc = txn.applied_hlc.max(Some(hlc));
-                        }
-                    }
-                }
-                ReplicationEvent::XLogData { data, .. } => self.on_data(&data)?,
-                ReplicationEvent::StoppedAt { .. } => {}
             }
         }
     }
 
-    fn on_data(&mut self, data: &[u8]) -> Result<(), PgError> {
+    /// Takes in one pgoutput message; a commit completes the open transaction.
+    fn on_data(&mut self, data: &[u8]) -> Result<Option<CapturedTxn>, PgError> {
         // Apply's own rows (the origin message comes first) are dropped: not even parsed.
         if self.open.as_ref().is_some_and(|t| t.from_apply)
             && matches!(data.first(), Some(b'I' | b'U' | b'D'))
         {
-            return Ok(());
+            self.echoed += 1;
+            return Ok(None);
         }
         let msg = pgoutput::decode(data).map_err(PgError::Decode)?;
         match &msg {
+            PgMessage::Begin(b) => {
+                self.open = Some(CapturedTxn {
+                    end_lsn: 0,
+                    commit_unix_micros: b.commit_time + PG_EPOCH_OFFSET_MICROS,
+                    xid: b.xid,
+                    from_apply: false,
+                    applied_hlc: None,
+                    rows: Vec::new(),
+                    skipped: 0,
+                });
+            }
+            PgMessage::Commit(c) => {
+                if let Some(mut txn) = self.open.take() {
+                    txn.end_lsn = c.end_lsn;
+                    txn.commit_unix_micros = c.commit_time + PG_EPOCH_OFFSET_MICROS;
+                    return Ok(Some(txn));
+                }
+            }
+            PgMessage::Message(m) => {
+                if m.transactional() && m.prefix == APPLIED_HLC_PREFIX {
+                    let hlc = std::str::from_utf8(&m.content)
+                        .ok()
+                        .and_then(|s| s.parse::<Hlc>().ok());
+                    if let (Some(txn), Some(hlc)) = (self.open.as_mut(), hlc) {
+                        txn.applied_hlc = txn.applied_hlc.max(Some(hlc));
+                    }
+                }
+            }
             PgMessage::Relation(rel) => {
                 let table = TableName::new(rel.namespace.clone(), rel.name.clone());
                 if let Some(info) = self.tables.get(&table) {
@@ -238,13 +249,13 @@ impl PgSource {
             }
             _ => {
                 let Some(row) = RowMessage::from_message(&msg) else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 let Some(txn) = self.open.as_mut() else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 if txn.from_apply {
-                    return Ok(());
+                    return Ok(None);
                 }
                 let Some(rel) = self.cache.get(row.relation()) else {
                     return Err(PgError::Row(
@@ -255,7 +266,7 @@ impl PgSource {
                 };
                 let table = TableName::new(rel.namespace.clone(), rel.name.clone());
                 let Some(info) = self.tables.get(&table) else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 match decode_row(&self.cache, &info.key, row) {
                     Ok(image) => txn.rows.push(image),
@@ -266,6 +277,6 @@ impl PgSource {
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 }

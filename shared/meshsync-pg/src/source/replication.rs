@@ -1,0 +1,530 @@
+//! The logical replication connection: startup and authentication, `START_REPLICATION` with
+//! the pgoutput options meshsync needs, then the server's frames in and standby status out.
+//!
+//! Written on `postgres-protocol` (message builders and SCRAM) because the client crates
+//! either fix the pgoutput options (pgwire-replication 0.5 cannot pass `origin 'none'`) or
+//! drop buffered data when a read is cancelled. Here no read is ever cancelled: a reader task
+//! owns the socket's read half and hands frames over a channel, and a writer task owns the
+//! write half and sends status updates on a timer, when a keep-alive asks, and when the
+//! confirmed position moves.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use postgres_protocol::{
+    authentication::{
+        md5_hash,
+        sasl::{self, ChannelBinding, ScramSha256},
+    },
+    message::frontend,
+};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
+    net::{
+        TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    sync::{Notify, mpsc, watch},
+    task::JoinHandle,
+};
+
+/// How often the writer reports the confirmed position even when nothing asks.
+const STATUS_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Frames the reader may hold ahead of the consumer.
+const FRAME_BUFFER: usize = 8192;
+
+/// Largest backend message accepted (a row of pgoutput is one message).
+const MAX_MESSAGE: usize = 1 << 30;
+
+/// Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+
+/// What went wrong on the replication connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    /// The socket failed or closed.
+    #[error("replication connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server sent an error.
+    #[error("the server refused: {severity} {code}: {message}")]
+    Server {
+        /// ERROR, FATAL, ...
+        severity: String,
+        /// SQLSTATE.
+        code: String,
+        /// The message.
+        message: String,
+    },
+    /// The server asked for an authentication meshsync does not speak.
+    #[error(
+        "the server asks for {0} authentication; meshsync speaks trust, password, md5 and \
+         SCRAM-SHA-256: change pg_hba.conf for the replication connection"
+    )]
+    Auth(String),
+    /// The server sent something the protocol does not allow here.
+    #[error("replication protocol: {0}")]
+    Protocol(String),
+    /// The server ended the stream (CopyDone) or the connection.
+    #[error("the server ended the replication stream")]
+    Ended,
+}
+
+impl ReplicationError {
+    /// Whether reconnecting may cure it: everything but a refusal of the set-up (an
+    /// unsupported authentication or a malformed exchange) does.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, ReplicationError::Auth(_))
+    }
+}
+
+/// One frame of the stream.
+#[derive(Debug)]
+pub enum Frame {
+    /// A pgoutput message.
+    XLogData {
+        /// The server's WAL end when it sent the frame.
+        wal_end: u64,
+        /// The message.
+        data: Bytes,
+    },
+    /// A keep-alive (the reply it may ask for is sent by the writer).
+    KeepAlive {
+        /// The server's WAL end.
+        wal_end: u64,
+    },
+}
+
+/// Where to connect and as whom.
+#[derive(Clone, Debug)]
+pub struct Target<'a> {
+    /// Host name or address.
+    pub host: &'a str,
+    /// Port.
+    pub port: u16,
+    /// User with REPLICATION.
+    pub user: &'a str,
+    /// Password, possibly empty.
+    pub password: &'a str,
+    /// Database.
+    pub database: &'a str,
+    /// `application_name` of the session.
+    pub application_name: &'a str,
+}
+
+/// An open logical replication stream. Dropping it stops both tasks and closes the socket.
+pub struct ReplicationStream {
+    frames: mpsc::Receiver<Result<Frame, ReplicationError>>,
+    confirmed: watch::Sender<u64>,
+    server_version: u32,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+impl Drop for ReplicationStream {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
+}
+
+impl ReplicationStream {
+    /// Connects, authenticates, and starts streaming from `slot` with `options` (pgoutput's
+    /// `name 'value'` pairs) given by `options_for(server_version_num)`.
+    pub async fn start(
+        target: &Target<'_>,
+        slot: &str,
+        options_for: impl FnOnce(u32) -> Vec<(&'static str, String)>,
+    ) -> Result<ReplicationStream, ReplicationError> {
+        let socket = TcpStream::connect((target.host, target.port)).await?;
+        socket.set_nodelay(true)?;
+        let (read, mut write) = socket.into_split();
+        let mut read = BufReader::with_capacity(64 * 1024, read);
+        let server_version = handshake(&mut read, &mut write, target).await?;
+        let options = options_for(server_version);
+        let sql = start_sql(slot, &options);
+        let mut buf = BytesMut::new();
+        frontend::query(&sql, &mut buf)?;
+        write.write_all(&buf).await?;
+        loop {
+            let (tag, body) = read_message(&mut read).await?;
+            match tag {
+                b'W' => break,
+                b'E' => return Err(server_error(&body)),
+                b'N' => {}
+                other => {
+                    return Err(ReplicationError::Protocol(format!(
+                        "expected CopyBothResponse to START_REPLICATION, got message '{}'",
+                        other as char
+                    )));
+                }
+            }
+        }
+        let received = Arc::new(AtomicU64::new(0));
+        let asked = Arc::new(Notify::new());
+        let (frames_tx, frames) = mpsc::channel(FRAME_BUFFER);
+        let (confirmed, confirmed_rx) = watch::channel(0u64);
+        let reader = tokio::spawn(read_frames(
+            read,
+            frames_tx.clone(),
+            Arc::clone(&received),
+            Arc::clone(&asked),
+        ));
+        let writer = tokio::spawn(async move {
+            if let Err(e) = send_status(write, received, asked, confirmed_rx).await {
+                let _ = frames_tx.send(Err(e)).await;
+            }
+        });
+        Ok(ReplicationStream {
+            frames,
+            confirmed,
+            server_version,
+            reader,
+            writer,
+        })
+    }
+
+    /// The server's `server_version_num` (e.g. 170010).
+    pub fn server_version(&self) -> u32 {
+        self.server_version
+    }
+
+    /// The next frame; an error ends the stream.
+    pub async fn next(&mut self) -> Result<Frame, ReplicationError> {
+        self.frames
+            .recv()
+            .await
+            .unwrap_or(Err(ReplicationError::Ended))
+    }
+
+    /// Reports everything up to `lsn` as flushed: the slot may release it.
+    pub fn confirm(&self, lsn: u64) {
+        self.confirmed.send_if_modified(|c| {
+            let moved = lsn > *c;
+            *c = (*c).max(lsn);
+            moved
+        });
+    }
+}
+
+/// `START_REPLICATION` for `slot` from its confirmed position.
+fn start_sql(slot: &str, options: &[(&'static str, String)]) -> String {
+    let options: Vec<String> = options
+        .iter()
+        .map(|(k, v)| format!("{k} '{}'", v.replace('\'', "''")))
+        .collect();
+    format!(
+        "START_REPLICATION SLOT \"{}\" LOGICAL 0/0 ({})",
+        slot.replace('"', "\"\""),
+        options.join(", ")
+    )
+}
+
+/// Startup and authentication, up to ReadyForQuery; returns `server_version_num`.
+async fn handshake(
+    read: &mut (impl AsyncRead + Unpin),
+    write: &mut (impl AsyncWrite + Unpin),
+    t: &Target<'_>,
+) -> Result<u32, ReplicationError> {
+    let mut buf = BytesMut::new();
+    frontend::startup_message(
+        [
+            ("user", t.user),
+            ("database", t.database),
+            ("replication", "database"),
+            ("application_name", t.application_name),
+        ],
+        &mut buf,
+    )?;
+    write.write_all(&buf).await?;
+    let mut scram: Option<ScramSha256> = None;
+    let mut version = None;
+    loop {
+        let (tag, mut body) = read_message(read).await?;
+        buf.clear();
+        match tag {
+            b'R' => {
+                let code = get_i32(&mut body)?;
+                match code {
+                    0 => {}
+                    3 => frontend::password_message(t.password.as_bytes(), &mut buf)?,
+                    5 => {
+                        let mut salt = [0u8; 4];
+                        if body.len() < 4 {
+                            return Err(short("MD5 salt"));
+                        }
+                        body.copy_to_slice(&mut salt);
+                        let hash = md5_hash(t.user.as_bytes(), t.password.as_bytes(), salt);
+                        frontend::password_message(hash.as_bytes(), &mut buf)?;
+                    }
+                    10 => {
+                        let offered: Vec<&[u8]> =
+                            body.split(|b| *b == 0).filter(|m| !m.is_empty()).collect();
+                        if !offered.contains(&sasl::SCRAM_SHA_256.as_bytes()) {
+                            let names: Vec<String> = offered
+                                .iter()
+                                .map(|m| String::from_utf8_lossy(m).into_owned())
+                                .collect();
+                            return Err(ReplicationError::Auth(names.join(" or ")));
+                        }
+                        let s =
+                            ScramSha256::new(t.password.as_bytes(), ChannelBinding::unsupported());
+                        frontend::sasl_initial_response(
+                            sasl::SCRAM_SHA_256,
+                            s.message(),
+                            &mut buf,
+                        )?;
+                        scram = Some(s);
+                    }
+                    11 => {
+                        let s = scram.as_mut().ok_or_else(|| unexpected("SASL continue"))?;
+                        s.update(&body)?;
+                        frontend::sasl_response(s.message(), &mut buf)?;
+                    }
+                    12 => {
+                        let s = scram.as_mut().ok_or_else(|| unexpected("SASL final"))?;
+                        s.finish(&body)?;
+                    }
+                    other => return Err(ReplicationError::Auth(format!("method {other}"))),
+                }
+                if !buf.is_empty() {
+                    write.write_all(&buf).await?;
+                }
+            }
+            b'S' => {
+                let mut parts = body.split(|b| *b == 0);
+                if parts.next() == Some(b"server_version".as_slice()) {
+                    version = parts.next().map(version_num);
+                }
+            }
+            b'E' => return Err(server_error(&body)),
+            b'Z' => {
+                return version.flatten().ok_or_else(|| {
+                    ReplicationError::Protocol("no server_version reported".into())
+                });
+            }
+            // BackendKeyData, notices.
+            _ => {}
+        }
+    }
+}
+
+/// `server_version` ("15.18 (Debian ...)", "17.10", "16beta2") as `server_version_num`.
+fn version_num(text: &[u8]) -> Option<u32> {
+    let text = std::str::from_utf8(text).ok()?;
+    let digits = |s: &str| -> Option<u32> {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        s[..end].parse().ok()
+    };
+    let major = digits(text)?;
+    let minor = text
+        .split_once('.')
+        .and_then(|(_, rest)| digits(rest))
+        .unwrap_or(0);
+    Some(major * 10_000 + minor)
+}
+
+/// Reads backend messages for as long as the stream runs, handing frames to `out`.
+async fn read_frames(
+    mut read: BufReader<OwnedReadHalf>,
+    out: mpsc::Sender<Result<Frame, ReplicationError>>,
+    received: Arc<AtomicU64>,
+    asked: Arc<Notify>,
+) {
+    loop {
+        let frame = match read_message(&mut read).await {
+            Ok((b'd', body)) => copy_data(body, &received, &asked),
+            Ok((b'E', body)) => Err(server_error(&body)),
+            Ok((b'c', _)) => Err(ReplicationError::Ended),
+            Ok(_) => continue, // notices, parameter changes
+            Err(e) => Err(e),
+        };
+        let failed = frame.is_err();
+        if out.send(frame).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// One CopyData of the stream: XLogData (`w`) or a keep-alive (`k`).
+fn copy_data(
+    mut body: Bytes,
+    received: &AtomicU64,
+    asked: &Notify,
+) -> Result<Frame, ReplicationError> {
+    let kind = if body.is_empty() {
+        return Err(short("CopyData"));
+    } else {
+        body.get_u8()
+    };
+    match kind {
+        b'w' => {
+            if body.len() < 24 {
+                return Err(short("XLogData header"));
+            }
+            let _start = body.get_u64();
+            let wal_end = body.get_u64();
+            let _sent = body.get_i64();
+            received.fetch_max(wal_end, Ordering::Relaxed);
+            Ok(Frame::XLogData {
+                wal_end,
+                data: body,
+            })
+        }
+        b'k' => {
+            if body.len() < 17 {
+                return Err(short("keep-alive"));
+            }
+            let wal_end = body.get_u64();
+            let _sent = body.get_i64();
+            received.fetch_max(wal_end, Ordering::Relaxed);
+            if body.get_u8() == 1 {
+                asked.notify_one();
+            }
+            Ok(Frame::KeepAlive { wal_end })
+        }
+        other => Err(ReplicationError::Protocol(format!(
+            "unknown CopyData kind '{}'",
+            other as char
+        ))),
+    }
+}
+
+/// Sends standby status updates until the connection or the stream goes away.
+async fn send_status(
+    mut write: OwnedWriteHalf,
+    received: Arc<AtomicU64>,
+    asked: Arc<Notify>,
+    mut confirmed: watch::Receiver<u64>,
+) -> Result<(), ReplicationError> {
+    let mut tick = tokio::time::interval(STATUS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut buf = BytesMut::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = asked.notified() => {}
+            changed = confirmed.changed() => if changed.is_err() { return Ok(()) },
+        }
+        let flushed = *confirmed.borrow_and_update();
+        let written = received.load(Ordering::Relaxed).max(flushed);
+        buf.clear();
+        frontend::CopyData::new(status_update(written, flushed))?.write(&mut buf);
+        write.write_all(&buf).await?;
+    }
+}
+
+/// A standby status update (`r`): written, flushed and applied positions, clock, no reply
+/// asked. For a logical slot the flushed position is what the server may release.
+fn status_update(written: u64, flushed: u64) -> Bytes {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    let mut b = BytesMut::with_capacity(34);
+    b.put_u8(b'r');
+    b.put_u64(written);
+    b.put_u64(flushed);
+    b.put_u64(flushed);
+    b.put_i64(now - PG_EPOCH_OFFSET_MICROS);
+    b.put_u8(0);
+    b.freeze()
+}
+
+/// One backend message: its tag and body.
+async fn read_message(
+    read: &mut (impl AsyncRead + Unpin),
+) -> Result<(u8, Bytes), ReplicationError> {
+    let tag = match read.read_u8().await {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(ReplicationError::Ended);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let len = read.read_u32().await? as usize;
+    if !(4..=MAX_MESSAGE).contains(&len) {
+        return Err(ReplicationError::Protocol(format!(
+            "message '{}' claims {len} bytes",
+            tag as char
+        )));
+    }
+    let mut body = vec![0u8; len - 4];
+    read.read_exact(&mut body).await?;
+    Ok((tag, Bytes::from(body)))
+}
+
+/// An ErrorResponse's severity, code and message.
+fn server_error(body: &[u8]) -> ReplicationError {
+    let (mut severity, mut code, mut message) = (String::new(), String::new(), String::new());
+    for field in body.split(|b| *b == 0) {
+        if let Some((kind, value)) = field.split_first() {
+            let value = String::from_utf8_lossy(value).into_owned();
+            match kind {
+                b'S' => severity = value,
+                b'C' => code = value,
+                b'M' => message = value,
+                _ => {}
+            }
+        }
+    }
+    ReplicationError::Server {
+        severity,
+        code,
+        message,
+    }
+}
+
+fn get_i32(body: &mut Bytes) -> Result<i32, ReplicationError> {
+    if body.len() < 4 {
+        return Err(short("authentication request"));
+    }
+    Ok(body.get_i32())
+}
+
+fn short(what: &str) -> ReplicationError {
+    ReplicationError::Protocol(format!("{what} is cut short"))
+}
+
+fn unexpected(what: &str) -> ReplicationError {
+    ReplicationError::Protocol(format!("{what} without a SASL exchange"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{start_sql, version_num};
+
+    #[test]
+    fn server_versions_read_as_numbers() {
+        assert_eq!(
+            version_num(b"15.18 (Debian 15.18-0+deb12u1)"),
+            Some(150_018)
+        );
+        assert_eq!(version_num(b"17.10"), Some(170_010));
+        assert_eq!(version_num(b"16beta2"), Some(160_000));
+        assert_eq!(version_num(b"x"), None);
+    }
+
+    #[test]
+    fn start_replication_quotes_names_and_values() {
+        let sql = start_sql(
+            "meshsync_b",
+            &[
+                ("publication_names", "meshsync_b".into()),
+                ("origin", "none".into()),
+            ],
+        );
+        assert_eq!(
+            sql,
+            "START_REPLICATION SLOT \"meshsync_b\" LOGICAL 0/0 \
+             (publication_names 'meshsync_b', origin 'none')"
+        );
+        assert!(start_sql("a", &[("x", "it's".into())]).contains("x 'it''s'"));
+    }
+}
