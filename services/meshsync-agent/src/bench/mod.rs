@@ -157,9 +157,9 @@ async fn run_engine(engine: &'static str, params: &Params) -> Result<()> {
             let (n, m) = rounds::compare(&mut native, &mut mesh, params).await?;
             let notes = vec![
                 "meshsync: \"B's PG sessions\" (apply, capture state) and \"B's walsender\" \
-                 (B's capture, which also decodes apply's own rows) are peer B's PostgreSQL \
-                 processes serving agent B, counted in CPU: native's apply worker does that \
-                 database work itself"
+                 (B's capture; on PostgreSQL 15 it also decodes apply's own rows) are peer \
+                 B's PostgreSQL processes serving agent B, counted in CPU: native's apply \
+                 worker does that database work itself"
                     .to_owned(),
             ];
             (n, m, mesh.nats_version.clone(), notes)
