@@ -133,11 +133,8 @@ impl PgSink {
             }
         }
         let copy = nodelay(&mut conn, url).await?;
-        let (version,): (String,) = sqlx::query_as("SHOW server_version_num")
-            .fetch_one(&mut conn)
-            .await
-            .map_err(PgError::query("read the server version"))?;
-        let origin_mode = if version.parse::<u32>().unwrap_or(0) >= ORIGIN_FILTER_VERSION {
+        // The server reports its version when the connection starts.
+        let origin_mode = if conn.server_version_num().unwrap_or(0) >= ORIGIN_FILTER_VERSION {
             OriginMode::PerTransaction { set: true }
         } else {
             OriginMode::Session

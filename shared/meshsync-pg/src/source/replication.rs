@@ -24,6 +24,8 @@ use postgres_protocol::{
     },
     message::frontend,
 };
+
+use super::pgoutput::PG_EPOCH_OFFSET_MICROS;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
     net::{
@@ -42,9 +44,6 @@ const FRAME_BUFFER: usize = 8192;
 
 /// Largest backend message accepted (a row of pgoutput is one message).
 const MAX_MESSAGE: usize = 1 << 30;
-
-/// Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
-const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 
 /// What went wrong on the replication connection.
 #[derive(Debug, thiserror::Error)]
@@ -77,8 +76,8 @@ pub enum ReplicationError {
 }
 
 impl ReplicationError {
-    /// Whether reconnecting may cure it: everything but a refusal of the set-up (an
-    /// unsupported authentication or a malformed exchange) does.
+    /// Whether reconnecting may cure it: everything but an authentication meshsync does not
+    /// speak.
     pub fn is_transient(&self) -> bool {
         !matches!(self, ReplicationError::Auth(_))
     }
@@ -300,12 +299,12 @@ async fn handshake(
             b'S' => {
                 let mut parts = body.split(|b| *b == 0);
                 if parts.next() == Some(b"server_version".as_slice()) {
-                    version = parts.next().map(version_num);
+                    version = parts.next().and_then(version_num);
                 }
             }
             b'E' => return Err(server_error(&body)),
             b'Z' => {
-                return version.flatten().ok_or_else(|| {
+                return version.ok_or_else(|| {
                     ReplicationError::Protocol("no server_version reported".into())
                 });
             }

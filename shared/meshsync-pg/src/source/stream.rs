@@ -21,9 +21,6 @@ use crate::{
 /// applied, so capture can order later local writes after it (I8) from the WAL alone.
 pub const APPLIED_HLC_PREFIX: &str = "meshsync.hlc";
 
-/// Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
-const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
-
 /// One committed transaction, in commit order.
 #[derive(Debug)]
 pub struct CapturedTxn {
@@ -199,7 +196,7 @@ impl PgSource {
             PgMessage::Begin(b) => {
                 self.open = Some(CapturedTxn {
                     end_lsn: 0,
-                    commit_unix_micros: b.commit_time + PG_EPOCH_OFFSET_MICROS,
+                    commit_unix_micros: pgoutput::pg_time_to_unix_micros(b.commit_time),
                     xid: b.xid,
                     from_apply: false,
                     applied_hlc: None,
@@ -210,7 +207,7 @@ impl PgSource {
             PgMessage::Commit(c) => {
                 if let Some(mut txn) = self.open.take() {
                     txn.end_lsn = c.end_lsn;
-                    txn.commit_unix_micros = c.commit_time + PG_EPOCH_OFFSET_MICROS;
+                    txn.commit_unix_micros = pgoutput::pg_time_to_unix_micros(c.commit_time);
                     return Ok(Some(txn));
                 }
             }
