@@ -12,12 +12,11 @@ use anyhow::{Context, Result, bail};
 use meshsync_core::PeerId;
 use meshsync_pg::setup::Names;
 use meshsync_testkit::{NatsServer, Postgres};
-use meshsync_wire::subject::{GLOBAL_STREAM, apply_consumer};
 use sqlx::PgConnection;
-use tracing::info;
 
 use super::{
     Params,
+    agents::Agents,
     report::CatchUp,
     rounds::{Replicator, Round},
     workload::{self, Steady},
@@ -199,17 +198,12 @@ impl Drop for AgentProc {
 /// meshsync between two PostgreSQL peers: agent A always on, agent B started for each
 /// round and stopped after it.
 pub struct Mesh {
-    nats: NatsServer,
+    agents: Agents,
     // The servers live as long as the connections to them.
     _a: Postgres,
     _b: Postgres,
     src: PgConnection,
     dst: PgConnection,
-    agent_a: AgentProc,
-    config_b: PathBuf,
-    out: PathBuf,
-    /// Version the nats-server reported.
-    pub nats_version: String,
 }
 
 impl Mesh {
@@ -218,35 +212,31 @@ impl Mesh {
         let nats = NatsServer::start_single()
             .await
             .context("start nats-server")?;
-        let nats_version = server_version(&nats).await?;
         let a = Postgres::start()
             .await
             .context("start peer A's PostgreSQL")?;
         let b = Postgres::start()
             .await
             .context("start peer B's PostgreSQL")?;
-        let mut configs = Vec::new();
-        for (id, pg) in [("a", &a), ("b", &b)] {
+        for pg in [&a, &b] {
             pg.create_database(DB).await?;
             let mut c = pg.connect(DB).await?;
             sqlx::raw_sql(workload::TABLE_DDL).execute(&mut c).await?;
-            configs.push(write_config(params, id, &nats, "postgres", &pg.url(DB))?);
         }
-        let src = a.connect(DB).await?;
-        let dst = b.connect(DB).await?;
-        let mut agent_a = AgentProc::start(&configs[0], &params.out.join("agent-a.log"))?;
-        agent_a.wait_started().await?;
+        let urls = [a.url(DB), b.url(DB)];
+        let agents = Agents::start(params, nats, "postgres", "agent", [&urls[0], &urls[1]]).await?;
         Ok(Mesh {
-            nats,
+            agents,
+            src: a.connect(DB).await?,
+            dst: b.connect(DB).await?,
             _a: a,
             _b: b,
-            src,
-            dst,
-            agent_a,
-            config_b: configs[1].clone(),
-            out: params.out.clone(),
-            nats_version,
         })
+    }
+
+    /// Version the nats-server reported.
+    pub fn nats_version(&self) -> &str {
+        &self.agents.nats_version
     }
 }
 
@@ -258,37 +248,24 @@ impl Replicator for Mesh {
     async fn catch_up(&mut self, params: &Params, ids: RangeInclusive<i64>) -> Result<Round> {
         let (src, dst) = (&mut self.src, &mut self.dst);
         let last = *ids.end();
-        let a_before = self.agent_a.stats()?;
+        let a_before = self.agents.a().stats()?;
         // Agent A captures and publishes while the rows are written; B is off.
         let insert = workload::insert_catch_up(src, ids, params.txn_size).await?;
         let end_lsn = workload::current_lsn(src).await?;
-        let published_after = wait_published(src, &mut self.agent_a, end_lsn).await?;
-        let publish = insert + published_after;
-        let settled =
-            publish + wait_own_applied(&self.nats.client_url(), &mut self.agent_a).await?;
-        info!(
-            rows = params.rows,
-            insert_secs = insert.as_secs_f64(),
-            published_secs = publish.as_secs_f64(),
-            settled_secs = settled.as_secs_f64(),
-            "meshsync: rows written, published and recorded by A; starting B"
-        );
+        let published_after = wait_published(src, self.agents.a(), end_lsn).await?;
+        let (publish, settled) = self
+            .agents
+            .settle(params.rows, insert, published_after)
+            .await?;
         let wal_from = workload::current_lsn(dst).await?;
         let started = Instant::now();
-        let log = self.out.join(format!("agent-b-{last}.log"));
-        let mut agent_b = AgentProc::start(&self.config_b, &log)?;
+        let mut agent_b = self.agents.start_b(last)?;
         workload::wait_count(dst, last as u64, Duration::from_secs(3600)).await?;
         let elapsed = started.elapsed();
         let wal_to = workload::current_lsn(dst).await?;
         let catch_up = CatchUp::new(params.rows, insert, Some((publish, settled)), elapsed)
             .with_receiver_wal(wal_from, wal_to);
-        let mut processes = vec![
-            (
-                "agent A (sender)".to_owned(),
-                self.agent_a.stats()?.since(a_before),
-            ),
-            ("agent B (receiver)".to_owned(), agent_b.stats()?),
-        ];
+        let mut processes = self.agents.processes(a_before, &mut agent_b)?;
         processes.extend(receiver_backends(dst).await?);
         agent_b.stop().await?;
         Ok(Round {
@@ -298,8 +275,7 @@ impl Replicator for Mesh {
     }
 
     async fn steady(&mut self, params: &Params) -> Result<Steady> {
-        let mut agent_b = AgentProc::start(&self.config_b, &self.out.join("agent-b-steady.log"))?;
-        agent_b.wait_started().await?;
+        let mut agent_b = self.agents.start_b_steady().await?;
         let steady = workload::steady(
             &mut self.src,
             &mut self.dst,
@@ -308,8 +284,7 @@ impl Replicator for Mesh {
             params.seconds,
         )
         .await?;
-        self.agent_a.check_alive()?;
-        agent_b.check_alive()?;
+        self.agents.check_alive(&mut agent_b)?;
         Ok(steady)
     }
 }
@@ -339,51 +314,6 @@ async fn receiver_backends(dst: &mut PgConnection) -> Result<Vec<(String, ProcSt
         }
     }
     Ok(out)
-}
-
-/// The version `nats` reports.
-pub async fn server_version(nats: &NatsServer) -> Result<String> {
-    let client = meshsync_nats::connect(&nats.client_url(), "meshsync bench").await?;
-    // The INFO of the server arrives with the connection; a flush waits for it.
-    client.flush().await.context("reach nats-server")?;
-    Ok(client.server_info().version)
-}
-
-/// Writes and checks the config of agent `id` on `engine` at `url`; returns its path.
-pub fn write_config(
-    params: &Params,
-    id: &str,
-    nats: &NatsServer,
-    engine: &str,
-    url: &str,
-) -> Result<PathBuf> {
-    let config = params.out.join(format!("agent-{engine}-{id}.toml"));
-    let text = format!(
-        "[peer]\nid = \"{id}\"\n[nats]\nurl = \"{}\"\n[database]\nengine = \"{engine}\"\nurl = \"{url}\"\ntables = [\"public.items\"]\n",
-        nats.client_url(),
-    );
-    meshsync_config::Config::from_toml(&text, "bench").context("agent config")?;
-    std::fs::write(&config, text).with_context(|| format!("write {}", config.display()))?;
-    Ok(config)
-}
-
-/// Waits until agent A's apply has taken in its own published changes (it records their
-/// states): until then it competes with B for the same cores, and B's catch-up time would
-/// measure A's backlog too. Returns the time waited.
-pub async fn wait_own_applied(nats_url: &str, agent: &mut AgentProc) -> Result<Duration> {
-    let client = meshsync_nats::connect(nats_url, "meshsync bench").await?;
-    let consumer = apply_consumer(&PeerId::new("a")?);
-    let started = Instant::now();
-    loop {
-        agent.check_alive()?;
-        if meshsync_nats::inbox::is_drained(&client, GLOBAL_STREAM, &consumer).await {
-            return Ok(started.elapsed());
-        }
-        if started.elapsed() > Duration::from_secs(3600) {
-            bail!("agent A did not apply its own changes within an hour");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Waits until agent A's slot is confirmed up to `lsn`: every row written before it is

@@ -17,6 +17,7 @@
 //! (a fixed insert rate, per-row replication lag). The figures are printed, written as JSON
 //! and plotted as SVG ([`report`], [`plot`]).
 
+mod agents;
 mod mesh;
 mod mysql_mesh;
 mod mysql_native;
@@ -147,7 +148,7 @@ async fn run_engine(engine: &'static str, params: &Params) -> Result<()> {
                  its 64 MiB buffer pool); meshsync's \"B's mariadbd\" likewise, CPU only",
                 mysql_native::REPLICA_ROLE
             )];
-            (n, m, mesh.nats_version.clone(), notes)
+            (n, m, mesh.nats_version().to_owned(), notes)
         }
         _ => {
             let mut native = native::Native::start()
@@ -162,7 +163,7 @@ async fn run_engine(engine: &'static str, params: &Params) -> Result<()> {
                  worker does that database work itself"
                     .to_owned(),
             ];
-            (n, m, mesh.nats_version.clone(), notes)
+            (n, m, mesh.nats_version().to_owned(), notes)
         }
     };
     let report = report::Report {

@@ -3,18 +3,17 @@
 
 use std::{
     ops::RangeInclusive,
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 use meshsync_testkit::{MariaDb, NatsServer};
 use sqlx::MySqlConnection;
-use tracing::info;
 
 use super::{
     Params,
-    mesh::{self, AgentProc, ProcStats},
+    agents::Agents,
+    mesh::{AgentProc, ProcStats},
     mysql_workload::{self as workload, DB},
     report::CatchUp,
     rounds::{Replicator, Round},
@@ -24,17 +23,12 @@ use super::{
 /// meshsync between two MariaDB peers: agent A always on, agent B started for each round
 /// and stopped after it.
 pub struct MeshMariaDb {
-    nats: NatsServer,
-    // The servers live as long as the connections to them.
+    agents: Agents,
+    // Peer A lives as long as the connection to it.
     _a: MariaDb,
     b: MariaDb,
     src: MySqlConnection,
     dst: MySqlConnection,
-    agent_a: AgentProc,
-    config_b: PathBuf,
-    out: PathBuf,
-    /// Version the nats-server reported.
-    pub nats_version: String,
 }
 
 impl MeshMariaDb {
@@ -43,31 +37,28 @@ impl MeshMariaDb {
         let nats = NatsServer::start_single()
             .await
             .context("start nats-server")?;
-        let nats_version = mesh::server_version(&nats).await?;
         let a = MariaDb::start().await.context("start peer A's MariaDB")?;
         let b = MariaDb::start().await.context("start peer B's MariaDB")?;
-        let mut configs = Vec::new();
-        for (id, db) in [("a", &a), ("b", &b)] {
+        for db in [&a, &b] {
             db.create_database(DB).await?;
             let mut c = db.connect(DB).await?;
             sqlx::raw_sql(workload::TABLE_DDL).execute(&mut c).await?;
-            configs.push(mesh::write_config(params, id, &nats, "mysql", &db.url(DB))?);
         }
-        let src = a.connect(DB).await?;
-        let dst = b.connect(DB).await?;
-        let mut agent_a = AgentProc::start(&configs[0], &params.out.join("agent-mysql-a.log"))?;
-        agent_a.wait_started().await?;
+        let urls = [a.url(DB), b.url(DB)];
+        let agents =
+            Agents::start(params, nats, "mysql", "agent-mysql", [&urls[0], &urls[1]]).await?;
         Ok(MeshMariaDb {
-            nats,
+            agents,
+            src: a.connect(DB).await?,
+            dst: b.connect(DB).await?,
             _a: a,
             b,
-            src,
-            dst,
-            agent_a,
-            config_b: configs[1].clone(),
-            out: params.out.clone(),
-            nats_version,
         })
+    }
+
+    /// Version the nats-server reported.
+    pub fn nats_version(&self) -> &str {
+        &self.agents.nats_version
     }
 }
 
@@ -78,42 +69,29 @@ impl Replicator for MeshMariaDb {
 
     async fn catch_up(&mut self, params: &Params, ids: RangeInclusive<i64>) -> Result<Round> {
         let last = *ids.end();
-        let a_before = self.agent_a.stats()?;
+        let a_before = self.agents.a().stats()?;
         let b_pid = self.b.pid().context("peer B's MariaDB not running")?;
         // Agent A captures and publishes while the rows are written; B is off.
         let insert = workload::insert_catch_up(&mut self.src, ids, params.txn_size).await?;
         let end = workload::gtid_binlog_pos(&mut self.src).await?;
-        let published_after = wait_published(&mut self.src, &mut self.agent_a, &end).await?;
-        let publish = insert + published_after;
-        let settled =
-            publish + mesh::wait_own_applied(&self.nats.client_url(), &mut self.agent_a).await?;
-        info!(
-            rows = params.rows,
-            insert_secs = insert.as_secs_f64(),
-            published_secs = publish.as_secs_f64(),
-            settled_secs = settled.as_secs_f64(),
-            "meshsync: rows written, published and recorded by A; starting B"
-        );
+        let published_after = wait_published(&mut self.src, self.agents.a(), &end).await?;
+        let (publish, settled) = self
+            .agents
+            .settle(params.rows, insert, published_after)
+            .await?;
         let b_before = ProcStats::read(b_pid)?;
         let started = Instant::now();
-        let log = self.out.join(format!("agent-mysql-b-{last}.log"));
-        let mut agent_b = AgentProc::start(&self.config_b, &log)?;
+        let mut agent_b = self.agents.start_b(last)?;
         workload::wait_count(&mut self.dst, last as u64, Duration::from_secs(3600)).await?;
         let elapsed = started.elapsed();
         let catch_up = CatchUp::new(params.rows, insert, Some((publish, settled)), elapsed);
-        let processes = vec![
-            (
-                "agent A (sender)".to_owned(),
-                self.agent_a.stats()?.since(a_before),
-            ),
-            ("agent B (receiver)".to_owned(), agent_b.stats()?),
-            // Its sessions applying, and its binlog dump to B's capture (apply's own rows
-            // included), as native's whole replica server is measured.
-            (
-                "B's mariadbd".to_owned(),
-                ProcStats::read(b_pid)?.since(b_before).cpu_only(),
-            ),
-        ];
+        let mut processes = self.agents.processes(a_before, &mut agent_b)?;
+        // Its sessions applying, and its binlog dump to B's capture (apply's own rows
+        // included), as native's whole replica server is measured.
+        processes.push((
+            "B's mariadbd".to_owned(),
+            ProcStats::read(b_pid)?.since(b_before).cpu_only(),
+        ));
         agent_b.stop().await?;
         Ok(Round {
             catch_up,
@@ -122,9 +100,7 @@ impl Replicator for MeshMariaDb {
     }
 
     async fn steady(&mut self, params: &Params) -> Result<Steady> {
-        let log = self.out.join("agent-mysql-b-steady.log");
-        let mut agent_b = AgentProc::start(&self.config_b, &log)?;
-        agent_b.wait_started().await?;
+        let mut agent_b = self.agents.start_b_steady().await?;
         let steady = workload::steady(
             &mut self.src,
             &mut self.dst,
@@ -133,8 +109,7 @@ impl Replicator for MeshMariaDb {
             params.seconds,
         )
         .await?;
-        self.agent_a.check_alive()?;
-        agent_b.check_alive()?;
+        self.agents.check_alive(&mut agent_b)?;
         Ok(steady)
     }
 }
