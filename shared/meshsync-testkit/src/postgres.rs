@@ -43,6 +43,13 @@ impl Postgres {
     /// initdb, then the server on a free port with `wal_level=logical`; ready once
     /// `SELECT 1` answers.
     pub async fn start() -> Result<Postgres> {
+        Self::start_with(&[]).await
+    }
+
+    /// Like [`Postgres::start`], with `settings` (`name=value`) given after the harness's
+    /// own, so they win: the benches size their servers unlike the many small test servers.
+    pub async fn start_with(settings: &[&str]) -> Result<Postgres> {
+        let settings: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
         let user = if is_root() {
             Some(postgres_user()?)
         } else {
@@ -93,6 +100,7 @@ impl Postgres {
         retry_on_port_race(async || {
             let port = free_port()?;
             let (bin, data, sockets) = (bin.clone(), data.clone(), sockets.clone());
+            let settings = settings.clone();
             let launcher = Box::new(move || {
                 let mut c = Command::new(bin.join("postgres"));
                 c.arg("-D")
@@ -111,6 +119,9 @@ impl Postgres {
                     "shared_buffers=64MB",
                     "TimeZone=UTC",
                 ] {
+                    c.arg("-c").arg(setting);
+                }
+                for setting in &settings {
                     c.arg("-c").arg(setting);
                 }
                 if let Some((uid, gid)) = user {

@@ -136,6 +136,26 @@ async fn a_dropped_postgres_leaves_no_shared_memory_behind() {
 }
 
 #[tokio::test]
+async fn postgres_settings_given_at_start_win_and_outlive_a_restart() {
+    let show = async |pg: &Postgres| -> String {
+        let mut c = pg.connect("postgres").await.unwrap();
+        sqlx::query("SHOW shared_buffers")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            .get(0)
+    };
+    // The harness's own is 64MB; a bench asks for more.
+    let mut pg = Postgres::start_with(&["shared_buffers=96MB"])
+        .await
+        .unwrap();
+    assert_eq!(show(&pg).await, "96MB");
+    pg.stop().unwrap();
+    pg.restart().await.unwrap();
+    assert_eq!(show(&pg).await, "96MB");
+}
+
+#[tokio::test]
 async fn postgres_survives_kill9_with_its_data() {
     let mut pg = Postgres::start().await.unwrap();
     pg.create_database("app").await.unwrap();

@@ -212,10 +212,11 @@ impl Mesh {
         let nats = NatsServer::start_single()
             .await
             .context("start nats-server")?;
-        let a = Postgres::start()
+        let settings = params.pg_setting_refs();
+        let a = Postgres::start_with(&settings)
             .await
             .context("start peer A's PostgreSQL")?;
-        let b = Postgres::start()
+        let b = Postgres::start_with(&settings)
             .await
             .context("start peer B's PostgreSQL")?;
         for pg in [&a, &b] {

@@ -59,6 +59,10 @@ pub struct BenchArgs {
     /// Small sizes for a smoke run: 20000 rows and 5 s of steady load.
     #[arg(long)]
     pub quick: bool,
+    /// A PostgreSQL server setting for all four clusters, after the bench's own
+    /// (`NAME=VALUE`; repeatable).
+    #[arg(long = "pg-setting", value_name = "NAME=VALUE")]
+    pub pg_settings: Vec<String>,
 }
 
 /// The effective parameters of one run (after `--quick`).
@@ -78,6 +82,8 @@ pub struct Params {
     pub out: PathBuf,
     /// Whether `--quick` was given.
     pub quick: bool,
+    /// PostgreSQL server settings (`NAME=VALUE`) of all four clusters.
+    pub pg_settings: Vec<String>,
 }
 
 impl Params {
@@ -91,6 +97,14 @@ impl Params {
         if rows == 0 || args.rounds == 0 || args.txn_size == 0 || args.rate == 0 || seconds == 0 {
             bail!("--rows, --rounds, --txn-size, --rate and --seconds must be positive");
         }
+        if let Some(bad) = args.pg_settings.iter().find(|s| {
+            s.split_once('=')
+                .is_none_or(|(name, _)| name.trim().is_empty())
+        }) {
+            bail!(
+                "--pg-setting {bad:?} is not NAME=VALUE (e.g. --pg-setting shared_buffers=256MB)"
+            );
+        }
         Ok(Params {
             rows,
             rounds: args.rounds,
@@ -99,6 +113,7 @@ impl Params {
             seconds,
             out: args.out.clone(),
             quick: args.quick,
+            pg_settings: args.pg_settings.clone(),
         })
     }
 
@@ -106,6 +121,11 @@ impl Params {
     pub fn round_ids(&self, round: u64) -> RangeInclusive<i64> {
         let first = (round * self.rows) as i64;
         first + 1..=first + self.rows as i64
+    }
+
+    /// [`Params::pg_settings`] as the testkit takes them.
+    pub fn pg_setting_refs(&self) -> Vec<&str> {
+        self.pg_settings.iter().map(String::as_str).collect()
     }
 
     /// Id after which the steady workload writes: the last catch-up round's last id.
@@ -121,6 +141,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "mysql" => "mysql",
         other => bail!("bench engine {other:?} is not supported; supported: postgres, mysql"),
     };
+    if engine != "postgres" && !args.pg_settings.is_empty() {
+        bail!("--pg-setting sets PostgreSQL servers; the {engine} bench starts none");
+    }
     let params = Params::from_args(&args)?;
     std::fs::create_dir_all(&params.out)
         .with_context(|| format!("create {}", params.out.display()))?;
@@ -151,7 +174,7 @@ async fn run_engine(engine: &'static str, params: &Params) -> Result<()> {
             (n, m, mesh.nats_version().to_owned(), notes)
         }
         _ => {
-            let mut native = native::Native::start()
+            let mut native = native::Native::start(params)
                 .await
                 .context("start native replication")?;
             let mut mesh = mesh::Mesh::start(params).await.context("start meshsync")?;
@@ -190,6 +213,37 @@ mod tests {
     use super::Params;
 
     #[test]
+    fn pg_settings_must_name_a_setting_and_a_value() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: super::BenchArgs,
+        }
+        let params = |extra: &[&str]| {
+            let mut argv = vec!["meshsync", "postgres"];
+            argv.extend_from_slice(extra);
+            Params::from_args(&Cli::parse_from(argv).bench)
+        };
+        let p = params(&[
+            "--pg-setting",
+            "shared_buffers=256MB",
+            "--pg-setting",
+            "work_mem=8MB",
+        ])
+        .unwrap();
+        assert_eq!(p.pg_settings, ["shared_buffers=256MB", "work_mem=8MB"]);
+        assert_eq!(
+            p.pg_setting_refs(),
+            ["shared_buffers=256MB", "work_mem=8MB"]
+        );
+        for bad in ["shared_buffers", "=256MB", " =1"] {
+            let e = params(&["--pg-setting", bad]).unwrap_err().to_string();
+            assert!(e.contains("is not NAME=VALUE"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn rounds_write_consecutive_ids_and_steady_writes_after_them() {
         let p = Params {
             rows: 1000,
@@ -199,6 +253,7 @@ mod tests {
             seconds: 1,
             out: "x".into(),
             quick: false,
+            pg_settings: Vec::new(),
         };
         assert_eq!(p.round_ids(0), 1..=1000);
         assert_eq!(p.round_ids(2), 2001..=3000);

@@ -34,9 +34,14 @@ pub struct Native {
 impl Native {
     /// Starts both clusters, publication and subscription; the subscription streamed once,
     /// so its slot exists, and is off.
-    pub async fn start() -> Result<Native> {
-        let source = Postgres::start().await.context("start source PostgreSQL")?;
-        let target = Postgres::start().await.context("start target PostgreSQL")?;
+    pub async fn start(params: &Params) -> Result<Native> {
+        let settings = params.pg_setting_refs();
+        let source = Postgres::start_with(&settings)
+            .await
+            .context("start source PostgreSQL")?;
+        let target = Postgres::start_with(&settings)
+            .await
+            .context("start target PostgreSQL")?;
         for pg in [&source, &target] {
             pg.create_database(DB).await?;
             let mut c = pg.connect(DB).await?;

@@ -248,7 +248,7 @@ impl Report {
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "params": {
                 "rows": p.rows, "rounds": p.rounds, "txn_size": p.txn_size, "rate": p.rate,
-                "seconds": p.seconds, "quick": p.quick,
+                "seconds": p.seconds, "quick": p.quick, "pg_settings": p.pg_settings,
                 "poll_every_ms": workload::POLL_EVERY.as_secs_f64() * 1000.0,
                 "write_every_ms": workload::WRITE_EVERY.as_secs_f64() * 1000.0,
             },
@@ -277,6 +277,9 @@ impl Report {
             "\nmeshsync bench {}: {} rounds of {} rows in txns of {}, steady {} rows/s for {} s, nats-server {}",
             self.engine, p.rounds, p.rows, p.txn_size, p.rate, p.seconds, self.nats_version
         );
+        if !p.pg_settings.is_empty() {
+            let _ = writeln!(t, "PostgreSQL settings: {}", p.pg_settings.join(" "));
+        }
         let _ = writeln!(
             t,
             "catch-up figures: the round with the median rows/s; ratio: the median of the rounds' ratios\n"
