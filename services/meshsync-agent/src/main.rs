@@ -67,8 +67,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// The agent's default runtime threads. On the bench's catch-up (PostgreSQL 15, two cores,
 /// 2026-11-27, same runs) one thread against tokio's default of one per core took agent B
-/// from 1.98-2.03 to 1.48-1.59 CPU s and 76-80 to 59-66 MiB peak, at the same or better
-/// throughput and steady lag p99 6.4-6.7 ms against 9.2. Work stealing woke the other
+/// from 1.98-2.03 to 1.48-1.68 CPU s and 76-80 to 59-66 MiB peak, at the same throughput
+/// and steady lag p99 5.6-7.6 ms against 6.7-9.2 (docs/benchmarks.md). Work stealing woke the other
 /// thread for every hand-over between the replication reader, capture, intake and apply.
 const AGENT_WORKER_THREADS: u16 = 1;
 

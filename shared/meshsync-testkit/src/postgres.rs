@@ -43,13 +43,13 @@ impl Postgres {
     /// initdb, then the server on a free port with `wal_level=logical`; ready once
     /// `SELECT 1` answers.
     pub async fn start() -> Result<Postgres> {
-        Self::start_with(&[]).await
+        Self::start_with(&[] as &[&str]).await
     }
 
     /// Like [`Postgres::start`], with `settings` (`name=value`) given after the harness's
     /// own, so they win: the benches size their servers unlike the many small test servers.
-    pub async fn start_with(settings: &[&str]) -> Result<Postgres> {
-        let settings: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
+    pub async fn start_with(settings: &[impl AsRef<str>]) -> Result<Postgres> {
+        let settings: Vec<String> = settings.iter().map(|s| s.as_ref().to_owned()).collect();
         let user = if is_root() {
             Some(postgres_user()?)
         } else {

@@ -212,11 +212,10 @@ impl Mesh {
         let nats = NatsServer::start_single()
             .await
             .context("start nats-server")?;
-        let settings = params.pg_setting_refs();
-        let a = Postgres::start_with(&settings)
+        let a = Postgres::start_with(&params.pg_settings)
             .await
             .context("start peer A's PostgreSQL")?;
-        let b = Postgres::start_with(&settings)
+        let b = Postgres::start_with(&params.pg_settings)
             .await
             .context("start peer B's PostgreSQL")?;
         for pg in [&a, &b] {

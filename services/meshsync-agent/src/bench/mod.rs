@@ -123,11 +123,6 @@ impl Params {
         first + 1..=first + self.rows as i64
     }
 
-    /// [`Params::pg_settings`] as the testkit takes them.
-    pub fn pg_setting_refs(&self) -> Vec<&str> {
-        self.pg_settings.iter().map(String::as_str).collect()
-    }
-
     /// Id after which the steady workload writes: the last catch-up round's last id.
     pub fn steady_base(&self) -> i64 {
         (self.rounds * self.rows) as i64
@@ -233,10 +228,6 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(p.pg_settings, ["shared_buffers=256MB", "work_mem=8MB"]);
-        assert_eq!(
-            p.pg_setting_refs(),
-            ["shared_buffers=256MB", "work_mem=8MB"]
-        );
         for bad in ["shared_buffers", "=256MB", " =1"] {
             let e = params(&["--pg-setting", bad]).unwrap_err().to_string();
             assert!(e.contains("is not NAME=VALUE"), "{bad}: {e}");

@@ -35,11 +35,10 @@ impl Native {
     /// Starts both clusters, publication and subscription; the subscription streamed once,
     /// so its slot exists, and is off.
     pub async fn start(params: &Params) -> Result<Native> {
-        let settings = params.pg_setting_refs();
-        let source = Postgres::start_with(&settings)
+        let source = Postgres::start_with(&params.pg_settings)
             .await
             .context("start source PostgreSQL")?;
-        let target = Postgres::start_with(&settings)
+        let target = Postgres::start_with(&params.pg_settings)
             .await
             .context("start target PostgreSQL")?;
         for pg in [&source, &target] {
