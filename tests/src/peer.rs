@@ -52,12 +52,19 @@ impl Peer {
             .chain(extra_tables.iter().copied())
             .map(|t| format!("\"{t}\""))
             .collect();
+        // Peer c reaches its database through the Unix socket (a socket URL), so the
+        // scenarios with three peers run setup, capture and apply over a socket too.
+        let url = if id == "c" {
+            pg.socket_url("app")
+        } else {
+            pg.url("app")
+        };
         let config = dir.join(format!("peer-{id}.toml"));
         std::fs::write(
             &config,
             format!(
                 "[peer]\nid = \"{id}\"\n[nats]\nurl = \"{nats_url}\"\n[database]\nengine = \"postgres\"\nurl = \"{}\"\ntables = [{}]\n",
-                pg.url("app"),
+                url,
                 tables.join(", ")
             ),
         )?;

@@ -1,8 +1,12 @@
 //! The replication client against a real server: each authentication method it speaks
 //! (SCRAM-SHA-256, MD5, cleartext password) admits a right password and reports a wrong one as
-//! the server's refusal; a missing slot is the server's error, named.
+//! the server's refusal; a missing slot is the server's error, named; a socket directory as
+//! host streams over the Unix socket.
 
-use meshsync_pg::source::replication::{ReplicationError, ReplicationStream, Target};
+use meshsync_pg::source::{
+    replication::{Frame, ReplicationError, ReplicationStream, Target},
+    stream::ConnParts,
+};
 use meshsync_testkit::Postgres;
 
 /// pgoutput options any stream needs.
@@ -84,4 +88,55 @@ async fn every_password_method_admits_the_right_password_and_names_a_wrong_one()
         }
         other => panic!("a missing slot: {:?}", other.map(|_| ())),
     }
+}
+
+#[tokio::test]
+async fn a_socket_directory_as_host_streams_over_the_unix_socket() {
+    let pg = Postgres::start().await.unwrap();
+    let mut c = pg.connect("postgres").await.unwrap();
+    for sql in [
+        "CREATE TABLE t (id int PRIMARY KEY)",
+        "CREATE PUBLICATION p FOR ALL TABLES",
+        "SELECT pg_create_logical_replication_slot('s', 'pgoutput')",
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    // The URL form sqlx connects with names the socket directory; capture reads it alike.
+    let parts = ConnParts::from_url(&pg.socket_url("postgres")).unwrap();
+    assert_eq!(std::path::Path::new(&parts.host), pg.dir());
+    assert_eq!(parts.port, pg.port());
+    let target = Target {
+        host: &parts.host,
+        port: parts.port,
+        user: &parts.user,
+        password: &parts.password,
+        database: &parts.database,
+        application_name: "meshsync socket test",
+    };
+    let mut stream = ReplicationStream::start(&target, "s", options)
+        .await
+        .unwrap();
+    sqlx::raw_sql("INSERT INTO t VALUES (1)")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    // Begin, Relation, Insert, Commit arrive as XLogData.
+    let mut data = 0;
+    while data < 4 {
+        if let Frame::XLogData { .. } = stream.next().await.unwrap() {
+            data += 1;
+        }
+    }
+    // A session over a Unix socket has no client address.
+    let (over_socket,): (bool,) = sqlx::query_as(
+        "SELECT client_addr IS NULL FROM pg_stat_replication
+         WHERE application_name = 'meshsync socket test'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert!(over_socket, "the stream should use the Unix socket");
 }

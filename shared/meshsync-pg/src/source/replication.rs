@@ -28,10 +28,7 @@ use postgres_protocol::{
 use super::pgoutput::PG_EPOCH_OFFSET_MICROS;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
-    net::{
-        TcpStream,
-        tcp::{OwnedReadHalf, OwnedWriteHalf},
-    },
+    net::{TcpStream, UnixStream},
     sync::{Notify, mpsc, watch},
     task::JoinHandle,
 };
@@ -103,7 +100,7 @@ pub enum Frame {
 /// Where to connect and as whom.
 #[derive(Clone, Debug)]
 pub struct Target<'a> {
-    /// Host name or address.
+    /// Host name or address, or the directory of the server's Unix socket (starts with `/`).
     pub host: &'a str,
     /// Port.
     pub port: u16,
@@ -115,6 +112,28 @@ pub struct Target<'a> {
     pub database: &'a str,
     /// `application_name` of the session.
     pub application_name: &'a str,
+}
+
+/// The read half of the connection, over TCP or a Unix socket.
+type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+
+/// The write half of the connection.
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Connects to `target`: a host over TCP, or, when the host is a directory (it starts with
+/// `/`, as in libpq), the server's Unix socket `.s.PGSQL.<port>` there. On the database's own
+/// machine the socket costs the server's sender less per message than TCP, and on
+/// PostgreSQL 15 it sends one message per row applied here (they cannot be filtered out).
+async fn open(target: &Target<'_>) -> std::io::Result<(ReadHalf, WriteHalf)> {
+    if target.host.starts_with('/') {
+        let path = std::path::Path::new(target.host).join(format!(".s.PGSQL.{}", target.port));
+        let (read, write) = UnixStream::connect(path).await?.into_split();
+        return Ok((Box::new(read), Box::new(write)));
+    }
+    let socket = TcpStream::connect((target.host, target.port)).await?;
+    socket.set_nodelay(true)?;
+    let (read, write) = socket.into_split();
+    Ok((Box::new(read), Box::new(write)))
 }
 
 /// An open logical replication stream. Dropping it stops both tasks and closes the socket.
@@ -141,9 +160,7 @@ impl ReplicationStream {
         slot: &str,
         options_for: impl FnOnce(u32) -> Vec<(&'static str, String)>,
     ) -> Result<ReplicationStream, ReplicationError> {
-        let socket = TcpStream::connect((target.host, target.port)).await?;
-        socket.set_nodelay(true)?;
-        let (read, mut write) = socket.into_split();
+        let (read, mut write) = open(target).await?;
         let mut read = BufReader::with_capacity(64 * 1024, read);
         let server_version = handshake(&mut read, &mut write, target).await?;
         let options = options_for(server_version);
@@ -331,7 +348,7 @@ fn version_num(text: &[u8]) -> Option<u32> {
 
 /// Reads backend messages for as long as the stream runs, handing frames to `out`.
 async fn read_frames(
-    mut read: BufReader<OwnedReadHalf>,
+    mut read: BufReader<ReadHalf>,
     out: mpsc::Sender<Result<Frame, ReplicationError>>,
     received: Arc<AtomicU64>,
     asked: Arc<Notify>,
@@ -397,7 +414,7 @@ fn copy_data(
 
 /// Sends standby status updates until the connection or the stream goes away.
 async fn send_status(
-    mut write: OwnedWriteHalf,
+    mut write: WriteHalf,
     received: Arc<AtomicU64>,
     asked: Arc<Notify>,
     mut confirmed: watch::Receiver<u64>,

@@ -69,20 +69,24 @@ pub struct ConnParts {
 }
 
 impl ConnParts {
-    /// Parses a `postgres://user:pass@host:port/db` URL.
+    /// Parses a `postgres://user:pass@host:port/db` URL as sqlx reads it: the host may be a
+    /// Unix socket directory percent-encoded (`postgres://%2Frun%2Fpostgresql/db`), and the
+    /// query parameters `host` (a name or a socket directory), `port`, `user`, `password` and
+    /// `dbname` override the parts before them.
     pub fn from_url(text: &str) -> Result<ConnParts, PgError> {
         let url = url::Url::parse(text).map_err(|e| PgError::Url(e.to_string()))?;
-        let database = url.path().trim_start_matches('/').to_owned();
-        if database.is_empty() {
-            return Err(PgError::Url("no database name in the URL path".into()));
-        }
         let decode = |s: &str| {
             url::form_urlencoded::parse(s.as_bytes())
                 .map(|(k, v)| format!("{k}{v}"))
                 .collect::<String>()
         };
-        Ok(ConnParts {
-            host: url.host_str().unwrap_or("127.0.0.1").to_owned(),
+        let mut parts = ConnParts {
+            host: match url.host() {
+                // Without its brackets, as the socket address wants it.
+                Some(url::Host::Ipv6(ip)) => ip.to_string(),
+                Some(host) => decode(&host.to_string()),
+                None => "127.0.0.1".to_owned(),
+            },
             port: url.port().unwrap_or(5432),
             user: if url.username().is_empty() {
                 "postgres".into()
@@ -90,8 +94,26 @@ impl ConnParts {
                 decode(url.username())
             },
             password: url.password().map(decode).unwrap_or_default(),
-            database,
-        })
+            database: decode(url.path().trim_start_matches('/')),
+        };
+        for (key, value) in url.query_pairs() {
+            match &*key {
+                "host" => parts.host = value.into_owned(),
+                "port" => {
+                    parts.port = value
+                        .parse()
+                        .map_err(|_| PgError::Url(format!("port {value:?} is not a port")))?;
+                }
+                "user" => parts.user = value.into_owned(),
+                "password" => parts.password = value.into_owned(),
+                "dbname" => parts.database = value.into_owned(),
+                _ => {}
+            }
+        }
+        if parts.database.is_empty() {
+            return Err(PgError::Url("no database name in the URL path".into()));
+        }
+        Ok(parts)
     }
 }
 
@@ -275,5 +297,42 @@ impl PgSource {
             }
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnParts;
+
+    #[test]
+    fn urls_name_hosts_or_socket_directories_as_sqlx_reads_them() {
+        let tcp = ConnParts::from_url("postgres://u:p%40ss@db.example:5433/app").unwrap();
+        assert_eq!(
+            (tcp.host.as_str(), tcp.port, tcp.user.as_str()),
+            ("db.example", 5433, "u")
+        );
+        assert_eq!(
+            (tcp.password.as_str(), tcp.database.as_str()),
+            ("p@ss", "app")
+        );
+        let encoded = ConnParts::from_url("postgres://postgres@%2Frun%2Fpostgresql:5434/app");
+        let encoded = encoded.unwrap();
+        assert_eq!(
+            (encoded.host.as_str(), encoded.port),
+            ("/run/postgresql", 5434)
+        );
+        let query = ConnParts::from_url(
+            "postgres://x@ignored/ignored?host=/tmp/pg&port=6000&user=me&dbname=other",
+        )
+        .unwrap();
+        assert_eq!(
+            (query.host.as_str(), query.port, query.user.as_str()),
+            ("/tmp/pg", 6000, "me")
+        );
+        assert_eq!(query.database, "other");
+        let v6 = ConnParts::from_url("postgres://[::1]:5435/app").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 5435));
+        assert!(ConnParts::from_url("postgres://h/db?port=x").is_err());
+        assert!(ConnParts::from_url("postgres://h/").is_err());
     }
 }
