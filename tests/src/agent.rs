@@ -103,6 +103,8 @@ impl Agent {
             .arg("run")
             .arg("--config")
             .arg(&self.config)
+            // A progress line every second, so tests can read the running totals.
+            .args(["--progress-interval-s", "1"])
             .env("RUST_LOG", "info,meshsync=debug")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())

@@ -18,7 +18,7 @@ mod sink;
 mod telemetry;
 mod verify;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use meshsync_config::Config;
@@ -43,6 +43,9 @@ enum Command {
         /// thread of their own; more threads cost CPU handing work between them.
         #[arg(long, default_value_t = AGENT_WORKER_THREADS, value_parser = clap::value_parser!(u16).range(1..=256))]
         worker_threads: u16,
+        /// Seconds between two progress lines (rows captured, echoed, applied, parked, ...).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        progress_interval_s: u64,
     },
     /// Benchmark meshsync against the database's own replication, side by side in one run.
     Bench(bench::BenchArgs),
@@ -88,7 +91,16 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config, .. } => peer::run(Config::load(&config)?).await.map(|()| true),
+            Command::Run {
+                config,
+                progress_interval_s,
+                ..
+            } => peer::run(
+                Config::load(&config)?,
+                Duration::from_secs(progress_interval_s),
+            )
+            .await
+            .map(|()| true),
             Command::Verify { configs } => verify::run(&configs).await,
             Command::Conflicts(args) => conflicts::run(args).await.map(|()| true),
             Command::Demo => demo::run().await,
@@ -130,5 +142,22 @@ mod tests {
             threads(&none).is_err(),
             "zero threads would never run a task"
         );
+    }
+
+    #[test]
+    fn progress_is_logged_every_ten_seconds_unless_told_otherwise() {
+        let interval = |argv: &[&str]| match Cli::try_parse_from(argv)?.command {
+            Command::Run {
+                progress_interval_s,
+                ..
+            } => Ok::<_, clap::Error>(progress_interval_s),
+            other => panic!("parsed as {other:?}"),
+        };
+        let run = ["meshsync", "run", "--config", "a.toml"];
+        assert_eq!(interval(&run).unwrap(), 10);
+        let one = [&run[..], &["--progress-interval-s", "1"]].concat();
+        assert_eq!(interval(&one).unwrap(), 1);
+        let zero = [&run[..], &["--progress-interval-s", "0"]].concat();
+        assert!(interval(&zero).is_err(), "a zero interval would spin");
     }
 }

@@ -28,8 +28,8 @@ pub fn topology(config: &Config) -> Topology {
     }
 }
 
-/// Runs the agent of `config` until it is stopped.
-pub async fn run(config: Config) -> Result<()> {
+/// Runs the agent of `config` until it is stopped, logging progress every `progress_interval`.
+pub async fn run(config: Config, progress_interval: Duration) -> Result<()> {
     let peer = PeerId::new(&config.peer.id)?;
     let url = config.database.url.expose().to_owned();
     let tables: Vec<TableName> = config
@@ -91,6 +91,7 @@ pub async fn run(config: Config) -> Result<()> {
         counter_columns,
         Publisher::new(client.clone(), endpoints.publish_subject.clone())
             .with_header(MERGE_POLICIES, policy_check.fingerprint()),
+        Arc::clone(&counters),
     );
     let apply_ctx = Arc::new(apply::ApplyContext {
         policy_check,
@@ -124,15 +125,23 @@ pub async fn run(config: Config) -> Result<()> {
     let apply = supervise("apply", || apply::run(Arc::clone(&apply_ctx)))
         .instrument(info_span!("apply", peer = %peer));
     let report = async {
-        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        let mut tick = tokio::time::interval(progress_interval);
         loop {
             tick.tick().await;
             let (applied, superseded, parked) = counters.snapshot();
             let (conflicts, conflict_log_failures) = counters.conflicts();
             let policy_mismatches = counters.policy_mismatches();
+            let (captured, echoed) = counters.capture();
             info!(
+                captured,
+                echoed,
                 applied,
-                superseded, parked, conflicts, conflict_log_failures, policy_mismatches, "progress"
+                superseded,
+                parked,
+                conflicts,
+                conflict_log_failures,
+                policy_mismatches,
+                "progress"
             );
         }
     };

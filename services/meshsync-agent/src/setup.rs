@@ -1,7 +1,7 @@
 //! Preparing this peer's database, per engine: checks and the `meshsync` schema, the shapes of
 //! the replicated tables, and what capture and apply need to connect.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use meshsync_core::{PeerId, TableName};
@@ -10,7 +10,7 @@ use meshsync_nats::publisher::Publisher;
 use sqlx::Connection;
 use tracing::info;
 
-use crate::{capture, sink::SinkTarget};
+use crate::{capture, metrics::Counters, sink::SinkTarget};
 
 /// A prepared database.
 pub struct Prepared {
@@ -109,6 +109,7 @@ impl Prepared {
         node: NodeId,
         counters: HashMap<TableName, Vec<String>>,
         publisher: Publisher,
+        totals: Arc<Counters>,
     ) -> capture::Capture {
         match &self.capture {
             CaptureKind::Postgres {
@@ -125,6 +126,7 @@ impl Prepared {
                 tables: tables.clone(),
                 counters,
                 publisher,
+                totals: Arc::clone(&totals),
             }),
             CaptureKind::MariaDb {
                 url,
@@ -141,6 +143,7 @@ impl Prepared {
                 tables: tables.clone(),
                 counters,
                 publisher,
+                totals: Arc::clone(&totals),
             }),
         }
     }

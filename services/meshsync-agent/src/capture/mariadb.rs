@@ -10,7 +10,7 @@
 //! capture reads to keep later local writes after them (I8). The same loop serves both
 //! servers: the source, the resume state text and `current_gtid_state` follow the flavour.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use meshsync_core::{Hlc, PeerId, RowImage, TableName, TxnId, Value};
@@ -27,7 +27,10 @@ use sqlx::{Connection, MySqlConnection};
 use tracing::{debug, info};
 
 use super::{Acker, InFlight, stamp};
-use crate::batching::{TxnHeader, batches};
+use crate::{
+    batching::{TxnHeader, batches},
+    metrics::Counters,
+};
 
 /// Everything MariaDB capture needs.
 pub struct CaptureContext {
@@ -47,6 +50,8 @@ pub struct CaptureContext {
     pub counters: HashMap<TableName, Vec<String>>,
     /// Where batches go.
     pub publisher: Publisher,
+    /// Rows captured and echoed, for the progress line.
+    pub totals: Arc<Counters>,
 }
 
 /// Runs capture until the binlog or NATS fails (the caller restarts it).
@@ -106,6 +111,7 @@ pub async fn run(ctx: &CaptureContext) -> Result<()> {
                         if let Some(applied) = applied_hlc(&txn.rows, &applied_table) {
                             fold = fold.max(applied);
                         }
+                        ctx.totals.add_echoed(txn.rows.len() as u64);
                         debug!(gtid = %txn.gtid, rows = txn.rows.len(), "apply transaction skipped");
                     } else {
                         let rows: Vec<RowImage> = txn
@@ -116,6 +122,7 @@ pub async fn run(ctx: &CaptureContext) -> Result<()> {
                         if rows.is_empty() {
                             debug!(gtid = %txn.gtid, "transaction without replicated rows");
                         } else {
+                            ctx.totals.add_captured(rows.len());
                             fold = stamp(txn.commit_unix_micros, fold, ctx.node);
                             let header = TxnHeader {
                                 origin: &ctx.peer,

@@ -3,7 +3,7 @@
 //! fold) is stored in `meshsync.capture_state` (I6, I9); with nothing in flight, an idle
 //! keep-alive's WAL end is confirmed too, so an idle slot does not hold WAL.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use meshsync_core::{Acked, Hlc, PeerId, TableName, TxnId};
@@ -24,6 +24,7 @@ use super::{Acker, InFlight, stamp};
 use crate::{
     batching::{TxnHeader, batches, position_of},
     failpoint,
+    metrics::Counters,
 };
 
 /// Everything capture needs.
@@ -44,6 +45,8 @@ pub struct CaptureContext {
     pub counters: HashMap<TableName, Vec<String>>,
     /// Where batches go.
     pub publisher: Publisher,
+    /// Rows captured and echoed, for the progress line.
+    pub totals: Arc<Counters>,
 }
 
 /// Runs capture until the stream or NATS fails (the caller restarts it).
@@ -61,6 +64,8 @@ pub async fn run(ctx: &CaptureContext) -> Result<()> {
     let mut last_seen = resume.lsn;
     let mut outstanding = 0usize;
     let mut idle_end: Option<u64> = None;
+    // The source counts apply's rows it dropped since it connected; the totals get the growth.
+    let mut reported_echo = 0;
     let mut stored = resume;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
@@ -76,7 +81,11 @@ pub async fn run(ctx: &CaptureContext) -> Result<()> {
                     // Apply's transactions carry the highest HLC they applied; on PostgreSQL 16
                     // and later they arrive without their rows and without an origin message.
                     fold = fold.max(txn.applied_hlc.unwrap_or(Hlc::ZERO));
+                    let echoed = source.echoed_rows();
+                    ctx.totals.add_echoed(echoed - reported_echo);
+                    reported_echo = echoed;
                     if !txn.from_apply && !txn.rows.is_empty() {
+                        ctx.totals.add_captured(txn.rows.len());
                         fold = stamp(txn.commit_unix_micros, fold, ctx.node);
                         let header = TxnHeader {
                             origin: &ctx.peer,
