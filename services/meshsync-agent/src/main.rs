@@ -38,9 +38,10 @@ enum Command {
         /// The peer's config file (TOML).
         #[arg(long)]
         config: PathBuf,
-        /// Threads of the agent's async runtime. The default, one, suits most peers: the
-        /// agent mostly waits on its database and NATS, and its merge decisions get a
-        /// thread of their own; more threads cost CPU handing work between them.
+        /// Threads of the agent's async runtime. The default, one, runs every task on the
+        /// main thread and suits most peers: the agent mostly waits on its database and
+        /// NATS, and more threads cost CPU handing work between them. With more, merge
+        /// decisions of rows that have states also get a helper thread.
         #[arg(long, default_value_t = AGENT_WORKER_THREADS, value_parser = clap::value_parser!(u16).range(1..=256))]
         worker_threads: u16,
         /// Seconds between two progress lines (rows captured, echoed, applied, parked, ...).
@@ -68,21 +69,35 @@ enum Command {
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// The agent's default runtime threads. On the bench's catch-up (PostgreSQL 15, two cores,
-/// 2026-11-27, same runs) one thread against tokio's default of one per core took agent B
-/// from 1.98-2.03 to 1.48-1.68 CPU s and 76-80 to 59-66 MiB peak, at the same throughput
-/// and steady lag p99 5.6-7.6 ms against 6.7-9.2 (docs/benchmarks.md). Work stealing woke the other
-/// thread for every hand-over between the replication reader, capture, intake and apply.
+/// The agent's default runtime threads: one, tokio's current-thread runtime. On the bench's
+/// catch-up (PostgreSQL 15, two cores, docs/benchmarks.md) one worker against tokio's default
+/// of one per core took agent B from 1.98-2.03 to 1.48-1.68 CPU s; the main thread, which
+/// ran capture and apply while the worker ran the replication reader and the intake, still
+/// woke the other for every frame and batch handed over. One thread for all took it to
+/// about 1.3 s and lifted the catch-up ratio from 0.43-0.45 to 0.56 (2026-11-27).
 const AGENT_WORKER_THREADS: u16 = 1;
+
+/// The runtime for `command`: `meshsync run` on [`AGENT_WORKER_THREADS`] by default (one: the
+/// current-thread runtime, every task on the main thread), other commands on one worker
+/// per core.
+fn runtime_builder(command: &Command) -> tokio::runtime::Builder {
+    match command {
+        Command::Run {
+            worker_threads: 1, ..
+        } => tokio::runtime::Builder::new_current_thread(),
+        Command::Run { worker_threads, .. } => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(usize::from(*worker_threads));
+            builder
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Run { worker_threads, .. } = &cli.command {
-        builder.worker_threads(usize::from(*worker_threads));
-    }
-    let runtime = match builder.enable_all().build() {
+    let runtime = match runtime_builder(&cli.command).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("meshsync: cannot start the runtime: {e}");
@@ -120,8 +135,9 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use clap::Parser;
+    use tokio::runtime::RuntimeFlavor;
 
-    use super::{AGENT_WORKER_THREADS, Cli, Command};
+    use super::{AGENT_WORKER_THREADS, Cli, Command, runtime_builder};
 
     fn threads(argv: &[&str]) -> Result<u16, clap::Error> {
         match Cli::try_parse_from(argv)?.command {
@@ -142,6 +158,20 @@ mod tests {
             threads(&none).is_err(),
             "zero threads would never run a task"
         );
+    }
+
+    #[test]
+    fn one_thread_is_the_current_thread_runtime_and_more_are_workers() {
+        let flavor = |argv: &[&str]| {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let runtime = runtime_builder(&cli.command).build().unwrap();
+            runtime.handle().runtime_flavor()
+        };
+        let run = ["meshsync", "run", "--config", "a.toml"];
+        assert_eq!(flavor(&run), RuntimeFlavor::CurrentThread);
+        let two = [&run[..], &["--worker-threads", "2"]].concat();
+        assert_eq!(flavor(&two), RuntimeFlavor::MultiThread);
+        assert_eq!(flavor(&["meshsync", "demo"]), RuntimeFlavor::MultiThread);
     }
 
     #[test]
