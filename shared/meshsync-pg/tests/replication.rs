@@ -108,14 +108,7 @@ async fn a_socket_directory_as_host_streams_over_the_unix_socket() {
     let parts = ConnParts::from_url(&pg.socket_url("postgres")).unwrap();
     assert_eq!(std::path::Path::new(&parts.host), pg.dir());
     assert_eq!(parts.port, pg.port());
-    let target = Target {
-        host: &parts.host,
-        port: parts.port,
-        user: &parts.user,
-        password: &parts.password,
-        database: &parts.database,
-        application_name: "meshsync socket test",
-    };
+    let target = parts.target("meshsync socket test");
     let mut stream = ReplicationStream::start(&target, "s", options)
         .await
         .unwrap();

@@ -115,6 +115,18 @@ impl ConnParts {
         }
         Ok(parts)
     }
+
+    /// Where the replication connection goes, as session `application_name`.
+    pub fn target<'a>(&'a self, application_name: &'a str) -> Target<'a> {
+        Target {
+            host: &self.host,
+            port: self.port,
+            user: &self.user,
+            password: &self.password,
+            database: &self.database,
+            application_name,
+        }
+    }
 }
 
 /// First `server_version_num` whose pgoutput takes `origin 'none'`.
@@ -140,14 +152,7 @@ impl PgSource {
         tables: HashMap<TableName, TableInfo>,
     ) -> Result<PgSource, PgError> {
         let application_name = format!("meshsync capture {}", names.slot);
-        let target = Target {
-            host: &parts.host,
-            port: parts.port,
-            user: &parts.user,
-            password: &parts.password,
-            database: &parts.database,
-            application_name: &application_name,
-        };
+        let target = parts.target(&application_name);
         let stream = ReplicationStream::start(&target, &names.slot, |version| {
             let mut options = vec![
                 ("proto_version", "1".to_owned()),
