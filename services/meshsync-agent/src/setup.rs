@@ -126,7 +126,7 @@ impl Prepared {
                 tables: tables.clone(),
                 counters,
                 publisher,
-                totals: Arc::clone(&totals),
+                totals,
             }),
             CaptureKind::MariaDb {
                 url,
@@ -143,7 +143,7 @@ impl Prepared {
                 tables: tables.clone(),
                 counters,
                 publisher,
-                totals: Arc::clone(&totals),
+                totals,
             }),
         }
     }

@@ -69,7 +69,7 @@ async fn apply_rows_stay_out_of_capture_but_its_applied_hlc_reaches_it() {
         3
     };
     assert_eq!(
-        source.echoed_rows(),
+        seen.iter().map(|t| t.echoed).sum::<u64>(),
         expected_echo,
         "rows of apply's transaction sent to capture by PostgreSQL {}",
         source.server_version()

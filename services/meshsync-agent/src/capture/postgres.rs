@@ -64,8 +64,6 @@ pub async fn run(ctx: &CaptureContext) -> Result<()> {
     let mut last_seen = resume.lsn;
     let mut outstanding = 0usize;
     let mut idle_end: Option<u64> = None;
-    // The source counts apply's rows it dropped since it connected; the totals get the growth.
-    let mut reported_echo = 0;
     let mut stored = resume;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
@@ -81,9 +79,7 @@ pub async fn run(ctx: &CaptureContext) -> Result<()> {
                     // Apply's transactions carry the highest HLC they applied; on PostgreSQL 16
                     // and later they arrive without their rows and without an origin message.
                     fold = fold.max(txn.applied_hlc.unwrap_or(Hlc::ZERO));
-                    let echoed = source.echoed_rows();
-                    ctx.totals.add_echoed(echoed - reported_echo);
-                    reported_echo = echoed;
+                    ctx.totals.add_echoed(txn.echoed);
                     if !txn.from_apply && !txn.rows.is_empty() {
                         ctx.totals.add_captured(txn.rows.len());
                         fold = stamp(txn.commit_unix_micros, fold, ctx.node);

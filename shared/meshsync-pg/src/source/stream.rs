@@ -38,6 +38,9 @@ pub struct CapturedTxn {
     pub rows: Vec<RowImage>,
     /// Rows that could not be read (type conversion), counted and logged, never published.
     pub skipped: usize,
+    /// Rows of an apply transaction that reached capture and were dropped unread: none on
+    /// PostgreSQL 16 and later, which leaves them out.
+    pub echoed: u64,
 }
 
 /// What the stream produced.
@@ -138,7 +141,6 @@ pub struct PgSource {
     cache: RelationCache,
     tables: HashMap<TableName, TableInfo>,
     open: Option<CapturedTxn>,
-    echoed: u64,
 }
 
 impl PgSource {
@@ -171,19 +173,12 @@ impl PgSource {
             cache: RelationCache::new(),
             tables,
             open: None,
-            echoed: 0,
         })
     }
 
     /// The server's `server_version_num`.
     pub fn server_version(&self) -> u32 {
         self.stream.server_version()
-    }
-
-    /// Rows of apply's own transactions that reached this capture (and were dropped): none
-    /// on PostgreSQL 16 and later.
-    pub fn echoed_rows(&self) -> u64 {
-        self.echoed
     }
 
     /// Tells the server everything up to `lsn` is published (I9): the slot may release it.
@@ -212,10 +207,10 @@ impl PgSource {
     /// Takes in one pgoutput message; a commit completes the open transaction.
     fn on_data(&mut self, data: &[u8]) -> Result<Option<CapturedTxn>, PgError> {
         // Apply's own rows (the origin message comes first) are dropped: not even parsed.
-        if self.open.as_ref().is_some_and(|t| t.from_apply)
+        if let Some(txn) = self.open.as_mut().filter(|t| t.from_apply)
             && matches!(data.first(), Some(b'I' | b'U' | b'D'))
         {
-            self.echoed += 1;
+            txn.echoed += 1;
             return Ok(None);
         }
         let msg = pgoutput::decode(data).map_err(PgError::Decode)?;
@@ -229,6 +224,7 @@ impl PgSource {
                     applied_hlc: None,
                     rows: Vec::new(),
                     skipped: 0,
+                    echoed: 0,
                 });
             }
             PgMessage::Commit(c) => {
