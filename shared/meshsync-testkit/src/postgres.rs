@@ -147,22 +147,8 @@ impl Postgres {
     /// The same database through the server's Unix socket, in the form sqlx and libpq read:
     /// `postgres://postgres@%2Ftmp%2F..:PORT/db` (the socket directory percent-encoded).
     pub fn socket_url(&self, db: &str) -> String {
-        let dir: String = self
-            .dir()
-            .to_string_lossy()
-            .chars()
-            .map(|c| match c {
-                'A'..='Z' | 'a'..='z' | '0'..='9' | '-' | '_' | '.' => c.to_string(),
-                other => {
-                    let mut b = [0u8; 4];
-                    other
-                        .encode_utf8(&mut b)
-                        .bytes()
-                        .map(|x| format!("%{x:02X}"))
-                        .collect()
-                }
-            })
-            .collect();
+        let dir = self.dir().to_string_lossy();
+        let dir = percent_encoding::utf8_percent_encode(&dir, percent_encoding::NON_ALPHANUMERIC);
         format!("postgres://postgres@{dir}:{}/{db}", self.port)
     }
 

@@ -121,9 +121,8 @@ type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
 type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Connects to `target`: a host over TCP, or, when the host is a directory (it starts with
-/// `/`, as in libpq), the server's Unix socket `.s.PGSQL.<port>` there. On the database's own
-/// machine the socket costs the server's sender less per message than TCP, and on
-/// PostgreSQL 15 it sends one message per row applied here (they cannot be filtered out).
+/// `/`, as in libpq), the server's Unix socket `.s.PGSQL.<port>` there, the one sqlx's
+/// sessions reach through the same URL.
 async fn open(target: &Target<'_>) -> std::io::Result<(ReadHalf, WriteHalf)> {
     if target.host.starts_with('/') {
         let path = std::path::Path::new(target.host).join(format!(".s.PGSQL.{}", target.port));

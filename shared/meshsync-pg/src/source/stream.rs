@@ -78,10 +78,11 @@ impl ConnParts {
     /// `dbname` override the parts before them.
     pub fn from_url(text: &str) -> Result<ConnParts, PgError> {
         let url = url::Url::parse(text).map_err(|e| PgError::Url(e.to_string()))?;
+        // Percent-decoding as sqlx does: a `+` is a `+`, not a space as in a query string.
         let decode = |s: &str| {
-            url::form_urlencoded::parse(s.as_bytes())
-                .map(|(k, v)| format!("{k}{v}"))
-                .collect::<String>()
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
         };
         let mut parts = ConnParts {
             host: match url.host() {
@@ -307,14 +308,14 @@ mod tests {
 
     #[test]
     fn urls_name_hosts_or_socket_directories_as_sqlx_reads_them() {
-        let tcp = ConnParts::from_url("postgres://u:p%40ss@db.example:5433/app").unwrap();
+        let tcp = ConnParts::from_url("postgres://u:p%40s+s@db.example:5433/app").unwrap();
         assert_eq!(
             (tcp.host.as_str(), tcp.port, tcp.user.as_str()),
             ("db.example", 5433, "u")
         );
         assert_eq!(
             (tcp.password.as_str(), tcp.database.as_str()),
-            ("p@ss", "app")
+            ("p@s+s", "app")
         );
         let encoded = ConnParts::from_url("postgres://postgres@%2Frun%2Fpostgresql:5434/app");
         let encoded = encoded.unwrap();
