@@ -33,6 +33,19 @@ pub enum PgError {
         /// The table.
         table: TableName,
     },
+    /// Set-up waited in vain for a lock on a replicated table (another transaction holds
+    /// it); retried.
+    #[error(
+        "table {table} stayed locked by another transaction for {waited_ms} ms; meshsync needs \
+         a brief lock once, to set REPLICA IDENTITY FULL and its TRUNCATE guard: end or wait out \
+         that transaction (see pg_locks); the agent retries"
+    )]
+    Locked {
+        /// The table.
+        table: TableName,
+        /// How long set-up waited.
+        waited_ms: u64,
+    },
     /// A column type meshsync cannot carry.
     #[error(transparent)]
     Unsupported(Box<UnsupportedType>),
@@ -80,6 +93,7 @@ impl PgError {
         match self {
             PgError::Query { source, .. } => is_transient_sqlx(source),
             PgError::Replication(e) => e.is_transient(),
+            PgError::Locked { .. } => true,
             _ => false,
         }
     }

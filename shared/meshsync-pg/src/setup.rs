@@ -87,7 +87,12 @@ BEGIN
 END $$;
 ";
 
-/// Checks the server and creates whatever is missing. Safe on every start.
+/// How long set-up waits for a lock on a replicated table (its DDL runs once per table).
+pub const LOCK_TIMEOUT_MS: u64 = 5_000;
+
+/// Checks the server and creates whatever is missing. Safe on every start: a replicated
+/// table is altered only when it lacks the replica identity or the TRUNCATE guard, so a
+/// restart takes no lock that would queue the table's readers and writers.
 pub async fn prepare(
     conn: &mut PgConnection,
     names: &Names,
@@ -105,8 +110,19 @@ pub async fn prepare(
         .execute(&mut *conn)
         .await
         .map_err(PgError::query("lock set-up"))?;
-    let result = prepare_locked(conn, names, tables).await;
-    let _ = sqlx::query("SELECT pg_advisory_unlock(7283561)")
+    // A DDL statement queued behind a long transaction would hold up every query on its
+    // table meanwhile: give up after a while and let the caller retry.
+    let result = async {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SET lock_timeout = '{LOCK_TIMEOUT_MS}ms'"
+        )))
+        .execute(&mut *conn)
+        .await
+        .map_err(PgError::query("set the set-up's lock timeout"))?;
+        prepare_locked(conn, names, tables).await
+    }
+    .await;
+    let _ = sqlx::raw_sql("RESET lock_timeout; SELECT pg_advisory_unlock(7283561)")
         .execute(&mut *conn)
         .await;
     result
@@ -121,42 +137,10 @@ async fn prepare_locked(
         .execute(&mut *conn)
         .await
         .map_err(PgError::query("create the meshsync schema"))?;
-    let list: Vec<String> = tables.iter().map(qualified).collect();
     for t in tables {
-        let q = qualified(t);
-        // Full old row images: unchanged TOASTed values are known, and column deltas exist.
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "ALTER TABLE {q} REPLICA IDENTITY FULL;
-             DROP TRIGGER IF EXISTS meshsync_refuse_truncate ON {q};
-             CREATE TRIGGER meshsync_refuse_truncate BEFORE TRUNCATE ON {q}
-                 FOR EACH STATEMENT EXECUTE FUNCTION meshsync.refuse_truncate();"
-        )))
-        .execute(&mut *conn)
-        .await
-        .map_err(PgError::query(
-            "set replica identity and the truncate guard",
-        ))?;
+        table(conn, t).await?;
     }
-    let exists: Option<(String,)> =
-        sqlx::query_as("SELECT pubname::text FROM pg_publication WHERE pubname = $1")
-            .bind(&names.publication)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(PgError::query("find the publication"))?;
-    let verb = if exists.is_some() {
-        "ALTER PUBLICATION {} SET TABLE"
-    } else {
-        "CREATE PUBLICATION {} FOR TABLE"
-    };
-    let sql = format!(
-        "{} {}",
-        verb.replace("{}", &ident(&names.publication)),
-        list.join(", ")
-    );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(&mut *conn)
-        .await
-        .map_err(PgError::query("create the publication"))?;
+    publication(conn, &names.publication, tables).await?;
 
     let slot: Option<(String,)> =
         sqlx::query_as("SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = $1")
@@ -185,4 +169,110 @@ async fn prepare_locked(
             .map_err(PgError::query("create the apply origin"))?;
     }
     Ok(())
+}
+
+/// Sets `t`'s replica identity to FULL (full old row images: unchanged TOASTed values are
+/// known, and column deltas exist) and installs the TRUNCATE guard, each only if missing:
+/// both statements lock the table against every reader and writer.
+async fn table(conn: &mut PgConnection, t: &TableName) -> Result<(), PgError> {
+    // tgtype 34: BEFORE (2) TRUNCATE (32), per statement.
+    let found: Option<(bool, bool)> = sqlx::query_as(
+        "SELECT c.relreplident = 'f',
+                EXISTS (SELECT 1 FROM pg_trigger g
+                        WHERE g.tgrelid = c.oid AND g.tgname = 'meshsync_refuse_truncate'
+                          AND g.tgfoid = 'meshsync.refuse_truncate()'::regprocedure
+                          AND g.tgtype = 34 AND g.tgenabled <> 'D')
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+    )
+    .bind(&t.schema)
+    .bind(&t.name)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(PgError::query(
+        "read the replica identity and the truncate guard",
+    ))?;
+    let Some((full, guarded)) = found else {
+        return Err(PgError::MissingTable { table: t.clone() });
+    };
+    let q = qualified(t);
+    let mut ddl = String::new();
+    if !full {
+        ddl.push_str(&format!("ALTER TABLE {q} REPLICA IDENTITY FULL;"));
+    }
+    if !guarded {
+        ddl.push_str(&format!(
+            "DROP TRIGGER IF EXISTS meshsync_refuse_truncate ON {q};
+             CREATE TRIGGER meshsync_refuse_truncate BEFORE TRUNCATE ON {q}
+                 FOR EACH STATEMENT EXECUTE FUNCTION meshsync.refuse_truncate();"
+        ));
+    }
+    if ddl.is_empty() {
+        return Ok(());
+    }
+    // One query string: one implicit transaction, all or nothing.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(|source| locked_or(source, t, "set replica identity and the truncate guard"))
+}
+
+/// Makes the publication list exactly `tables`, altering it only when it differs.
+async fn publication(
+    conn: &mut PgConnection,
+    name: &str,
+    tables: &[TableName],
+) -> Result<(), PgError> {
+    let listed: Option<(Vec<String>,)> = sqlx::query_as(
+        "SELECT coalesce(array_agg(n.nspname || '.' || c.relname ORDER BY 1), '{}')
+         FROM pg_publication p
+         LEFT JOIN pg_publication_rel r ON r.prpubid = p.oid
+         LEFT JOIN pg_class c ON c.oid = r.prrelid
+         LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE p.pubname = $1 GROUP BY p.oid",
+    )
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(PgError::query("find the publication"))?;
+    let mut wanted: Vec<String> = tables
+        .iter()
+        .map(|t| format!("{}.{}", t.schema, t.name))
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    let verb = match listed {
+        Some((mut have,)) => {
+            have.sort();
+            if have == wanted {
+                return Ok(());
+            }
+            "ALTER PUBLICATION {} SET TABLE"
+        }
+        None => "CREATE PUBLICATION {} FOR TABLE",
+    };
+    let list: Vec<String> = tables.iter().map(qualified).collect();
+    let sql = format!("{} {}", verb.replace("{}", &ident(name)), list.join(", "));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(PgError::query("create the publication"))
+}
+
+/// A lock timeout on `t` as [`PgError::Locked`], anything else as a failed query.
+fn locked_or(source: sqlx::Error, t: &TableName, what: &'static str) -> PgError {
+    let code = match &source {
+        sqlx::Error::Database(db) => db.code().map(|c| c.to_string()),
+        _ => None,
+    };
+    if code.as_deref() == Some("55P03") {
+        PgError::Locked {
+            table: t.clone(),
+            waited_ms: LOCK_TIMEOUT_MS,
+        }
+    } else {
+        PgError::query(what)(source)
+    }
 }

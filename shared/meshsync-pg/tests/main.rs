@@ -9,6 +9,7 @@ mod echo;
 mod prepared;
 mod props;
 mod replication;
+mod setup;
 mod sink;
 mod support;
 mod verify;
