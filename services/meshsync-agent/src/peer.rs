@@ -42,32 +42,39 @@ pub async fn run(config: Config, progress_interval: Duration) -> Result<()> {
     let policy_check = crate::policies::PolicyCheck::new(&policies);
     // The database first: a set-up problem fails before anything is created in NATS; a
     // connection lost on the way (the database restarting) is waited out.
-    let mut attempt = 0;
-    let prepared = loop {
-        let result = match config.database.engine {
-            Engine::Postgres => setup::postgres(&url, &peer, &tables).await,
-            Engine::Mysql => setup::mariadb(&url, &tables).await,
-            other => bail!(
-                "database.engine = {:?} is not supported by this build yet; supported: postgres, mysql",
-                other.as_str()
-            ),
-        };
-        match result {
-            Ok(p) => break p,
-            Err(e) if attempt < 60 && setup::is_transient(&e) => {
-                attempt += 1;
-                info!(
-                    error = format!("{e:#}"),
-                    "database set-up interrupted, retrying"
-                );
-                tokio::time::sleep(Duration::from_secs(1)).await;
+    let set_up = async {
+        let mut attempt = 0;
+        loop {
+            let result = match config.database.engine {
+                Engine::Postgres => setup::postgres(&url, &peer, &tables).await,
+                Engine::Mysql => setup::mariadb(&url, &tables).await,
+                other => bail!(
+                    "database.engine = {:?} is not supported by this build yet; supported: postgres, mysql",
+                    other.as_str()
+                ),
+            };
+            match result {
+                Ok(p) => return Ok(p),
+                Err(e) if attempt < 60 && setup::is_transient(&e) => {
+                    attempt += 1;
+                    info!(
+                        error = format!("{e:#}"),
+                        "database set-up interrupted, retrying"
+                    );
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
     };
-
-    let client =
-        meshsync_nats::connect(config.nats.url.expose(), &format!("meshsync {peer}")).await?;
+    // Connecting to NATS creates nothing there, so it overlaps the set-up (a restart's
+    // catch-up starts that much sooner).
+    // try_join: a set-up error is reported at once, not after NATS answers.
+    let name = format!("meshsync {peer}");
+    let connect = async {
+        Ok::<_, anyhow::Error>(meshsync_nats::connect(config.nats.url.expose(), &name).await?)
+    };
+    let (prepared, client) = tokio::try_join!(set_up, connect)?;
     let topo = topology(&config);
     provision(&client, &topo).await?;
     let endpoints = topo.endpoints(&peer);

@@ -372,7 +372,9 @@ impl ApplyTxn<'_> {
             *set = false;
         }
         if let Some(hlc) = self.max_hlc {
-            sqlx::query("SELECT pg_logical_emit_message(true, $1, $2)")
+            // As text: sqlx looks up a result type it does not know (pg_lsn) in the catalog,
+            // a query of 5 ms in every new session's first transaction.
+            sqlx::query("SELECT pg_logical_emit_message(true, $1, $2)::text")
                 .bind(APPLIED_HLC_PREFIX)
                 .bind(hlc.to_string())
                 .execute(&mut *self.tx)
