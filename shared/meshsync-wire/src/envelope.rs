@@ -5,7 +5,10 @@
 //! (rmp-serde's compact form is not forward-compatible: a newer batch would misread).
 
 use meshsync_core::ChangeBatch;
-use serde::de::IgnoredAny;
+use serde::{
+    Deserializer as _,
+    de::{self, IgnoredAny, SeqAccess, Visitor},
+};
 
 /// Envelope version this build writes and the highest it reads.
 pub const ENVELOPE_VERSION: u16 = 1;
@@ -38,16 +41,41 @@ pub fn encode(batch: &ChangeBatch) -> Result<Vec<u8>, WireError> {
 }
 
 /// Decodes an envelope; refuses versions newer than [`ENVELOPE_VERSION`] before reading them.
+/// One pass: the version is read first, then the batch (reading the whole body once to find
+/// the version and again for the batch took a third of apply's decoding).
 pub fn decode(body: &[u8]) -> Result<ChangeBatch, WireError> {
-    let (found, IgnoredAny): (u16, IgnoredAny) =
-        rmp_serde::from_slice(body).map_err(WireError::Malformed)?;
-    if found > ENVELOPE_VERSION || found == 0 {
-        return Err(WireError::FutureEnvelope {
-            found,
-            supported: ENVELOPE_VERSION,
-        });
+    let mut de = rmp_serde::Deserializer::from_read_ref(body);
+    let read = de
+        .deserialize_tuple(2, EnvelopeVisitor)
+        .map_err(WireError::Malformed)?;
+    read.map_err(|found| WireError::FutureEnvelope {
+        found,
+        supported: ENVELOPE_VERSION,
+    })
+}
+
+/// Reads `[version, batch]`: the batch, or the version when this build cannot read it.
+struct EnvelopeVisitor;
+
+impl<'de> Visitor<'de> for EnvelopeVisitor {
+    type Value = Result<ChangeBatch, u16>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a meshsync envelope [version, batch]")
     }
-    let (_, batch): (u16, ChangeBatch) =
-        rmp_serde::from_slice(body).map_err(WireError::Malformed)?;
-    Ok(batch)
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let version: u16 = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        if version > ENVELOPE_VERSION || version == 0 {
+            // Not interpreted, only passed over: the reader checks the array's length.
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(Err(version));
+        }
+        let batch = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+        Ok(Ok(batch))
+    }
 }
