@@ -111,10 +111,11 @@ pub async fn prepare(
         .await
         .map_err(PgError::query("lock set-up"))?;
     // A DDL statement queued behind a long transaction would hold up every query on its
-    // table meanwhile: give up after a while and let the caller retry.
+    // table meanwhile: give up after a while and let the caller retry. The server's notices
+    // that what exists is skipped would fill the agent's log at every start.
     let result = async {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SET lock_timeout = '{LOCK_TIMEOUT_MS}ms'"
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "SET lock_timeout = '{LOCK_TIMEOUT_MS}ms'; SET client_min_messages = warning"
         )))
         .execute(&mut *conn)
         .await
@@ -122,9 +123,11 @@ pub async fn prepare(
         prepare_locked(conn, names, tables).await
     }
     .await;
-    let _ = sqlx::raw_sql("RESET lock_timeout; SELECT pg_advisory_unlock(7283561)")
-        .execute(&mut *conn)
-        .await;
+    let _ = sqlx::raw_sql(
+        "RESET lock_timeout; RESET client_min_messages; SELECT pg_advisory_unlock(7283561)",
+    )
+    .execute(&mut *conn)
+    .await;
     result
 }
 

@@ -79,12 +79,18 @@ async fn a_restart_takes_no_lock_on_a_table_already_set_up() {
         .unwrap();
     assert_eq!(waited, 0);
     sqlx::query("ROLLBACK").execute(&mut r).await.unwrap();
-    // The lock timeout is the set-up's own: the session is back to the server's default.
+    // The lock timeout and the quiet notices are the set-up's own: the session is back to
+    // the server's defaults.
     let timeout: String = sqlx::query_scalar("SHOW lock_timeout")
         .fetch_one(&mut again)
         .await
         .unwrap();
     assert_eq!(timeout, "0");
+    let notices: String = sqlx::query_scalar("SHOW client_min_messages")
+        .fetch_one(&mut again)
+        .await
+        .unwrap();
+    assert_eq!(notices, "notice");
     r.close().await.unwrap();
 }
 
