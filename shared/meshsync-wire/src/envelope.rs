@@ -68,14 +68,21 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
         let version: u16 = seq
             .next_element()?
             .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-        if version > ENVELOPE_VERSION || version == 0 {
-            // Not interpreted, only passed over: the reader checks the array's length.
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            return Ok(Err(version));
+        let read = if version > ENVELOPE_VERSION || version == 0 {
+            // Passed over, not interpreted.
+            seq.next_element::<IgnoredAny>()?
+                .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+            Err(version)
+        } else {
+            Ok(seq
+                .next_element()?
+                .ok_or_else(|| de::Error::invalid_length(1, &self))?)
+        };
+        // Exactly two elements: anything else is not an envelope (random bytes can start
+        // like an array whose first element reads as a version).
+        if seq.next_element::<IgnoredAny>()?.is_some() {
+            return Err(de::Error::invalid_length(3, &self));
         }
-        let batch = seq
-            .next_element()?
-            .ok_or_else(|| de::Error::invalid_length(1, &self))?;
-        Ok(Ok(batch))
+        Ok(read)
     }
 }

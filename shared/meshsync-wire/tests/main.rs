@@ -161,6 +161,13 @@ fn garbage_is_malformed() {
         Err(WireError::Malformed(_))
     ));
     assert!(matches!(decode(&[]), Err(WireError::Malformed(_))));
+    // An array of three small integers reads like a future version, but is no envelope.
+    assert!(matches!(
+        decode(b"\x93not msgpack at all"),
+        Err(WireError::Malformed(_))
+    ));
+    let three = rmp_serde::to_vec(&(ENVELOPE_VERSION, sample(), 1)).unwrap();
+    assert!(matches!(decode(&three), Err(WireError::Malformed(_))));
     let mut truncated = encode(&sample()).unwrap();
     truncated.truncate(truncated.len() / 2);
     assert!(matches!(decode(&truncated), Err(WireError::Malformed(_))));
