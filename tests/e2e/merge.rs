@@ -197,4 +197,17 @@ async fn a_peer_merging_with_other_policies_is_named_by_the_others() {
         "{out}"
     );
     assert!(out.contains("public.items: identical"), "{out}");
+
+    // A tombstone retention other than the default counts as a difference too: b would park
+    // old changes that a applies.
+    let b = &mesh.peers[1];
+    let mut config = std::fs::read_to_string(&b.config).unwrap();
+    config.push_str("\n[merge]\ntombstone_retention_s = 3600\n");
+    std::fs::write(&b.config, config).unwrap();
+    let (ok, out) = verify(&configs[..2]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("merge policies: DIFFER") && out.contains("tombstone_retention_s = 3600"),
+        "{out}"
+    );
 }

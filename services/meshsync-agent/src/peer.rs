@@ -39,7 +39,8 @@ pub async fn run(config: Config, progress_interval: Duration) -> Result<()> {
         .map(|t| TableName::parse(t))
         .collect::<Result<_, _>>()?;
     let policies = crate::policies::from_config(&config.merge)?;
-    let policy_check = crate::policies::PolicyCheck::new(&policies);
+    let policy_check =
+        crate::policies::PolicyCheck::new(&policies, config.merge.tombstone_retention_s);
     // The database first: a set-up problem fails before anything is created in NATS; a
     // connection lost on the way (the database restarting) is waited out.
     let set_up = async {

@@ -5,7 +5,7 @@
 //! `docs/merge.md` for a complete example).
 
 use anyhow::{Context, Result};
-use meshsync_config::MergeConfig;
+use meshsync_config::{DEFAULT_TOMBSTONE_RETENTION_S, MergeConfig};
 use meshsync_core::TableName;
 use meshsync_merge::PolicySet;
 
@@ -56,11 +56,18 @@ pub struct PolicyCheck {
 }
 
 impl PolicyCheck {
-    /// The check against `policies`, this peer's.
-    pub fn new(policies: &PolicySet) -> Self {
+    /// The check against `policies` and the tombstone retention `retention_s`, this peer's.
+    /// The retention counts too: a peer that keeps tombstones for less parks old changes that
+    /// the others apply. At the default it is left out of the fingerprint, which then equals
+    /// that of earlier meshsync versions (no false alarm during a rolling upgrade).
+    pub fn new(policies: &PolicySet, retention_s: u64) -> Self {
+        let mut describe = policies.describe();
+        if retention_s != DEFAULT_TOMBSTONE_RETENTION_S {
+            describe.push_str(&format!("; tombstone_retention_s = {retention_s}"));
+        }
         PolicyCheck {
-            own: policies.fingerprint(),
-            describe: policies.describe(),
+            own: meshsync_merge::fingerprint_of(&describe),
+            describe,
             warned: Default::default(),
         }
     }
@@ -68,6 +75,11 @@ impl PolicyCheck {
     /// This peer's fingerprint, stamped on what it publishes.
     pub fn fingerprint(&self) -> &str {
         &self.own
+    }
+
+    /// This peer's policies (and retention, unless the default) in words.
+    pub fn describe(&self) -> &str {
+        &self.describe
     }
 
     /// Whether a batch from `origin` stamped `theirs` was merged under other policies (an
@@ -87,9 +99,9 @@ impl PolicyCheck {
                 theirs,
                 ours = %self.own,
                 policies = %self.describe,
-                "peer {origin} merges with other policies than this peer: the peers will not \
-                 converge; make [merge] the same in every peer's config (this peer's policies \
-                 are shown; run `meshsync verify` once they match)"
+                "peer {origin} merges with other policies or tombstone retention than this \
+                 peer: the peers will not converge; make [merge] the same in every peer's \
+                 config (this peer's policies are shown; run `meshsync verify` once they match)"
             );
         }
         true
@@ -122,6 +134,14 @@ mod tests {
         );
         let other = TableName::parse("public.other").unwrap();
         assert_eq!(set.table(&other).for_column("v").label, "lww-column");
+
+        // The retention is part of the fingerprint, except at its default.
+        let plain = PolicyCheck::new(&set, DEFAULT_TOMBSTONE_RETENTION_S);
+        assert_eq!(plain.fingerprint(), set.fingerprint());
+        let short = PolicyCheck::new(&set, 3600);
+        assert_ne!(short.fingerprint(), plain.fingerprint());
+        assert!(short.differs("b", Some(plain.fingerprint())));
+        assert!(!short.differs("b", Some(PolicyCheck::new(&set, 3600).fingerprint())));
 
         merge.default = "newest-please".into();
         let err = format!("{:#}", from_config(&merge).unwrap_err());

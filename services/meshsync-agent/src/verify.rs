@@ -162,7 +162,9 @@ fn same_policies(configs: &[Config]) -> Result<bool> {
     for c in configs {
         let set = crate::policies::from_config(&c.merge)
             .with_context(|| format!("merge policies of peer {}", c.peer.id))?;
-        described.push((c.peer.id.as_str(), set.fingerprint(), set.describe()));
+        let check = crate::policies::PolicyCheck::new(&set, c.merge.tombstone_retention_s);
+        let (fingerprint, describe) = (check.fingerprint().to_owned(), check.describe().to_owned());
+        described.push((c.peer.id.as_str(), fingerprint, describe));
     }
     if described.iter().all(|(_, f, _)| *f == described[0].1) {
         return Ok(true);

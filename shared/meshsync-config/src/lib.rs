@@ -12,7 +12,8 @@ mod validate;
 use std::path::Path;
 
 pub use model::{
-    ClockConfig, Config, DatabaseConfig, Engine, MergeConfig, NatsConfig, PeerConfig, TableMerge,
+    ClockConfig, Config, DEFAULT_TOMBSTONE_RETENTION_S, DatabaseConfig, Engine, MergeConfig,
+    NatsConfig, PeerConfig, TableMerge,
 };
 pub use secret::Secret;
 pub use validate::Invalid;

@@ -48,8 +48,11 @@ pub struct MergeConfig {
     pub tombstone_retention_s: u64,
 }
 
+/// `merge.tombstone_retention_s` when the config does not set it: 7 days.
+pub const DEFAULT_TOMBSTONE_RETENTION_S: u64 = 7 * 24 * 3600;
+
 const fn default_tombstone_retention_s() -> u64 {
-    7 * 24 * 3600
+    DEFAULT_TOMBSTONE_RETENTION_S
 }
 
 /// `[merge.tables."schema.table"]`

@@ -319,12 +319,7 @@ impl PolicySet {
     /// policies differ merge the same changes differently and never converge, so capture
     /// stamps it on every batch and apply compares.
     pub fn fingerprint(&self) -> String {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.describe().bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{h:016x}")
+        fingerprint_of(&self.describe())
     }
 
     /// The policies of a table (the mesh default if it has none of its own).
@@ -334,4 +329,14 @@ impl PolicySet {
             .cloned()
             .unwrap_or_else(|| TablePolicies::new(self.default.clone()))
     }
+}
+
+/// The fingerprint of a description of merge settings: FNV-1a, 16 hex digits.
+pub fn fingerprint_of(describe: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in describe.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }

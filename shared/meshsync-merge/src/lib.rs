@@ -74,7 +74,9 @@ mod state;
 mod stored;
 
 pub use builtin::{Counter, Lww, Max, Min, OriginPriority, SetUnion};
-pub use config::{BUILTIN_NAMES, PolicyError, PolicyKind, PolicySet, Resolved, TablePolicies};
+pub use config::{
+    BUILTIN_NAMES, PolicyError, PolicyKind, PolicySet, Resolved, TablePolicies, fingerprint_of,
+};
 pub use fresh::{FreshGuess, RowResult, chunks_by_key, overlapped, tally};
 pub use insert::{fresh_insert, fresh_insert_bytes, is_plain_insert};
 pub use order::{cmp_opt_values, cmp_values, values_equal};
