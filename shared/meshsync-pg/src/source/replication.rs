@@ -27,7 +27,7 @@ use postgres_protocol::{
 
 use super::pgoutput::PG_EPOCH_OFFSET_MICROS;
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpStream, UnixStream},
     sync::{Notify, mpsc, watch},
     task::JoinHandle,
@@ -36,8 +36,12 @@ use tokio::{
 /// How often the writer reports the confirmed position even when nothing asks.
 const STATUS_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Frames the reader may hold ahead of the consumer.
-const FRAME_BUFFER: usize = 8192;
+/// Batches of frames the reader may hold ahead of the consumer (a batch is what one read of
+/// the socket brought, at most [`READ_CHUNK`] bytes).
+const BATCH_BUFFER: usize = 64;
+
+/// Bytes the reader asks the socket for at once.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Largest backend message accepted (a row of pgoutput is one message).
 const MAX_MESSAGE: usize = 1 << 30;
@@ -137,7 +141,9 @@ async fn open(target: &Target<'_>) -> std::io::Result<(ReadHalf, WriteHalf)> {
 
 /// An open logical replication stream. Dropping it stops both tasks and closes the socket.
 pub struct ReplicationStream {
-    frames: mpsc::Receiver<Result<Frame, ReplicationError>>,
+    frames: mpsc::Receiver<Vec<Result<Frame, ReplicationError>>>,
+    /// Frames of the last batch not handed out yet.
+    ready: std::collections::VecDeque<Result<Frame, ReplicationError>>,
     confirmed: watch::Sender<u64>,
     server_version: u32,
     reader: JoinHandle<()>,
@@ -160,7 +166,7 @@ impl ReplicationStream {
         options_for: impl FnOnce(u32) -> Vec<(&'static str, String)>,
     ) -> Result<ReplicationStream, ReplicationError> {
         let (read, mut write) = open(target).await?;
-        let mut read = BufReader::with_capacity(64 * 1024, read);
+        let mut read = MessageReader::new(read);
         let server_version = handshake(&mut read, &mut write, target).await?;
         let options = options_for(server_version);
         let sql = start_sql(slot, &options);
@@ -168,7 +174,7 @@ impl ReplicationStream {
         frontend::query(&sql, &mut buf)?;
         write.write_all(&buf).await?;
         loop {
-            let (tag, body) = read_message(&mut read).await?;
+            let (tag, body) = read.next().await?;
             match tag {
                 b'W' => break,
                 b'E' => return Err(server_error(&body)),
@@ -183,7 +189,7 @@ impl ReplicationStream {
         }
         let received = Arc::new(AtomicU64::new(0));
         let asked = Arc::new(Notify::new());
-        let (frames_tx, frames) = mpsc::channel(FRAME_BUFFER);
+        let (frames_tx, frames) = mpsc::channel(BATCH_BUFFER);
         let (confirmed, confirmed_rx) = watch::channel(0u64);
         let reader = tokio::spawn(read_frames(
             read,
@@ -193,11 +199,12 @@ impl ReplicationStream {
         ));
         let writer = tokio::spawn(async move {
             if let Err(e) = send_status(write, received, asked, confirmed_rx).await {
-                let _ = frames_tx.send(Err(e)).await;
+                let _ = frames_tx.send(vec![Err(e)]).await;
             }
         });
         Ok(ReplicationStream {
             frames,
+            ready: Default::default(),
             confirmed,
             server_version,
             reader,
@@ -212,10 +219,15 @@ impl ReplicationStream {
 
     /// The next frame; an error ends the stream.
     pub async fn next(&mut self) -> Result<Frame, ReplicationError> {
-        self.frames
-            .recv()
-            .await
-            .unwrap_or(Err(ReplicationError::Ended))
+        loop {
+            if let Some(frame) = self.ready.pop_front() {
+                return frame;
+            }
+            match self.frames.recv().await {
+                Some(batch) => self.ready.extend(batch),
+                None => return Err(ReplicationError::Ended),
+            }
+        }
     }
 
     /// Reports everything up to `lsn` as flushed: the slot may release it.
@@ -243,7 +255,7 @@ fn start_sql(slot: &str, options: &[(&'static str, String)]) -> String {
 
 /// Startup and authentication, up to ReadyForQuery; returns `server_version_num`.
 async fn handshake(
-    read: &mut (impl AsyncRead + Unpin),
+    read: &mut MessageReader,
     write: &mut (impl AsyncWrite + Unpin),
     t: &Target<'_>,
 ) -> Result<u32, ReplicationError> {
@@ -261,7 +273,7 @@ async fn handshake(
     let mut scram: Option<ScramSha256> = None;
     let mut version = None;
     loop {
-        let (tag, mut body) = read_message(read).await?;
+        let (tag, mut body) = read.next().await?;
         buf.clear();
         match tag {
             b'R' => {
@@ -345,23 +357,39 @@ fn version_num(text: &[u8]) -> Option<u32> {
     Some(major * 10_000 + minor)
 }
 
-/// Reads backend messages for as long as the stream runs, handing frames to `out`.
+/// Reads backend messages for as long as the stream runs, handing them to `out` in batches:
+/// all that one read of the socket completed. On PostgreSQL 15 a catch-up streams every row
+/// apply wrote back to capture, one small message each; reading them one by one (a buffer
+/// each, a channel hand-over each) was most of the agent's cost of dropping them.
 async fn read_frames(
-    mut read: BufReader<ReadHalf>,
-    out: mpsc::Sender<Result<Frame, ReplicationError>>,
+    mut read: MessageReader,
+    out: mpsc::Sender<Vec<Result<Frame, ReplicationError>>>,
     received: Arc<AtomicU64>,
     asked: Arc<Notify>,
 ) {
     loop {
-        let frame = match read_message(&mut read).await {
-            Ok((b'd', body)) => copy_data(body, &received, &asked),
-            Ok((b'E', body)) => Err(server_error(&body)),
-            Ok((b'c', _)) => Err(ReplicationError::Ended),
-            Ok(_) => continue, // notices, parameter changes
-            Err(e) => Err(e),
-        };
-        let failed = frame.is_err();
-        if out.send(frame).await.is_err() || failed {
+        let mut batch = Vec::new();
+        let mut failed = false;
+        while !failed {
+            let frame = match read.split() {
+                Ok(Some((b'd', body))) => copy_data(body, &received, &asked),
+                Ok(Some((b'E', body))) => Err(server_error(&body)),
+                Ok(Some((b'c', _))) => Err(ReplicationError::Ended),
+                Ok(Some(_)) => continue, // notices, parameter changes
+                Ok(None) => break,
+                Err(e) => Err(e),
+            };
+            failed = frame.is_err();
+            batch.push(frame);
+        }
+        if !batch.is_empty() && out.send(batch).await.is_err() {
+            return;
+        }
+        if failed {
+            return;
+        }
+        if let Err(e) = read.fill().await {
+            let _ = out.send(vec![Err(e)]).await;
             return;
         }
     }
@@ -452,27 +480,65 @@ fn status_update(written: u64, flushed: u64) -> Bytes {
     b.freeze()
 }
 
-/// One backend message: its tag and body.
-async fn read_message(
-    read: &mut (impl AsyncRead + Unpin),
-) -> Result<(u8, Bytes), ReplicationError> {
-    let tag = match read.read_u8().await {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(ReplicationError::Ended);
+/// Backend messages cut from a buffer the socket fills in large reads; a message's body is
+/// a slice of that buffer, not a copy.
+struct MessageReader {
+    read: ReadHalf,
+    buf: BytesMut,
+}
+
+impl MessageReader {
+    fn new(read: ReadHalf) -> MessageReader {
+        MessageReader {
+            read,
+            buf: BytesMut::with_capacity(READ_CHUNK),
         }
-        Err(e) => return Err(e.into()),
-    };
-    let len = read.read_u32().await? as usize;
-    if !(4..=MAX_MESSAGE).contains(&len) {
-        return Err(ReplicationError::Protocol(format!(
-            "message '{}' claims {len} bytes",
-            tag as char
-        )));
     }
-    let mut body = vec![0u8; len - 4];
-    read.read_exact(&mut body).await?;
-    Ok((tag, Bytes::from(body)))
+
+    /// The next message, reading as much as it takes.
+    async fn next(&mut self) -> Result<(u8, Bytes), ReplicationError> {
+        loop {
+            if let Some(message) = self.split()? {
+                return Ok(message);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// The first complete message in the buffer, if there is one.
+    fn split(&mut self) -> Result<Option<(u8, Bytes)>, ReplicationError> {
+        let Some(header) = self.buf.get(..5) else {
+            return Ok(None);
+        };
+        let tag = header[0];
+        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        if !(4..=MAX_MESSAGE).contains(&len) {
+            return Err(ReplicationError::Protocol(format!(
+                "message '{}' claims {len} bytes",
+                tag as char
+            )));
+        }
+        if self.buf.len() < 1 + len {
+            // Room for the rest of a long message at once.
+            self.buf.reserve(1 + len - self.buf.len());
+            return Ok(None);
+        }
+        let mut message = self.buf.split_to(1 + len);
+        message.advance(5);
+        Ok(Some((tag, message.freeze())))
+    }
+
+    /// Reads what the socket has (at least one byte); the end of the connection is
+    /// [`ReplicationError::Ended`].
+    async fn fill(&mut self) -> Result<(), ReplicationError> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        match self.read.read_buf(&mut self.buf).await? {
+            0 => Err(ReplicationError::Ended),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// An ErrorResponse's severity, code and message.
@@ -513,7 +579,54 @@ fn unexpected(what: &str) -> ReplicationError {
 
 #[cfg(test)]
 mod tests {
-    use super::{start_sql, version_num};
+    use tokio::io::AsyncWriteExt;
+
+    use super::{MessageReader, READ_CHUNK, ReplicationError, start_sql, version_num};
+
+    /// A backend message: tag, length, body.
+    fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![tag];
+        m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    #[tokio::test]
+    async fn messages_are_cut_whole_from_reads_of_any_size() {
+        let long: Vec<u8> = (0..READ_CHUNK * 3 + 17).map(|i| i as u8).collect();
+        let sent = [
+            message(b'd', b"first"),
+            message(b'd', &long),
+            message(b'k', b""),
+            message(b'd', b"last"),
+        ];
+        // A pipe of 7 bytes: every message arrives in pieces, some reads hold two.
+        let (mut tx, rx) = tokio::io::duplex(7);
+        let bytes = sent.concat();
+        tokio::spawn(async move { tx.write_all(&bytes).await });
+        let mut reader = MessageReader::new(Box::new(rx));
+        for (tag, body) in [
+            (b'd', &b"first"[..]),
+            (b'd', &long[..]),
+            (b'k', &b""[..]),
+            (b'd', &b"last"[..]),
+        ] {
+            let (t, b) = reader.next().await.unwrap();
+            assert_eq!((t, &b[..]), (tag, body));
+        }
+        // The writer is gone: the stream ended.
+        assert!(matches!(reader.next().await, Err(ReplicationError::Ended)));
+    }
+
+    #[tokio::test]
+    async fn a_length_below_its_own_size_is_a_protocol_error() {
+        let bad = [b'd', 0, 0, 0, 3, b'x'];
+        let mut reader = MessageReader::new(Box::new(std::io::Cursor::new(bad.to_vec())));
+        assert!(matches!(
+            reader.next().await,
+            Err(ReplicationError::Protocol(m)) if m.contains("claims 3 bytes")
+        ));
+    }
 
     #[test]
     fn server_versions_read_as_numbers() {
