@@ -108,10 +108,12 @@ pub fn is_transient_sqlx(e: &sqlx::Error) -> bool {
         | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
-            // 08 connection, 40 serialization/deadlock, 53 resources, 57 operator intervention.
+            // 08 connection, 40 serialization/deadlock, 53 resources, 57 operator intervention,
+            // and 55P03: a lock not granted within lock_timeout (set-up sets one).
             ["08", "40", "53", "57"]
                 .iter()
                 .any(|class| code.starts_with(class))
+                || code == "55P03"
         }
         _ => false,
     }
