@@ -33,6 +33,22 @@ async fn a_column_type_meshsync_cannot_carry_is_refused_at_start_naming_it() {
     );
 }
 
+/// `docker stop`, systemd and Kubernetes stop a process with SIGTERM: the agent stops as on
+/// Ctrl-C, says so, and exits with success (not killed by the signal).
+#[tokio::test]
+async fn sigterm_stops_the_agent_cleanly() {
+    let mut mesh = Mesh::start(&["a"]).await.unwrap();
+    let agent = mesh.peers[0].agent.as_mut().unwrap();
+    agent.terminate().unwrap();
+    let status = agent.wait_exit(Duration::from_secs(30)).await.unwrap();
+    assert!(status.success(), "{status}:\n{}", agent.log());
+    assert!(
+        agent.log().contains("signal=\"SIGTERM\""),
+        "{}",
+        agent.log()
+    );
+}
+
 #[tokio::test]
 async fn truncate_of_a_replicated_table_is_refused_loudly() {
     let mesh = Mesh::start(&["a"]).await.unwrap();

@@ -81,6 +81,15 @@ impl Agent {
         }
     }
 
+    /// SIGTERM, as `docker stop` sends; the process is left to exit on its own.
+    pub fn terminate(&mut self) -> Result<()> {
+        if let Some(c) = &self.child {
+            let pid = rustix::process::Pid::from_child(c);
+            rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+        }
+        Ok(())
+    }
+
     /// SIGKILL: a crash at whatever point it was.
     pub fn kill9(&mut self) -> Result<()> {
         if let Some(mut c) = self.child.take() {

@@ -157,7 +157,17 @@ pub async fn run(config: Config, progress_interval: Duration) -> Result<()> {
         r = capture => r,
         r = apply => r,
         _ = report => Ok(()),
-        _ = tokio::signal::ctrl_c() => { info!("stopping"); Ok(()) }
+        signal = stop_signal() => { info!(signal = signal?, "stopping"); Ok(()) }
+    }
+}
+
+/// The first of SIGINT (Ctrl-C) and SIGTERM (what `docker stop`, systemd and Kubernetes
+/// send), by name. Stopping at any point is safe (I4, I9); this way the log says why.
+async fn stop_signal() -> Result<&'static str> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT").map_err(Into::into),
+        _ = term.recv() => Ok("SIGTERM"),
     }
 }
 
