@@ -70,7 +70,8 @@ pub async fn load(
     Ok(out)
 }
 
-async fn load_one(conn: &mut PgConnection, t: &TableName) -> Result<TableInfo, PgError> {
+/// The oid of table `t` (plain or partitioned); [`PgError::MissingTable`] if there is none.
+pub(crate) async fn table_oid(conn: &mut PgConnection, t: &TableName) -> Result<i64, PgError> {
     let rel: Option<(i64,)> = sqlx::query_as(
         "SELECT c.oid::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
@@ -80,9 +81,12 @@ async fn load_one(conn: &mut PgConnection, t: &TableName) -> Result<TableInfo, P
     .fetch_optional(&mut *conn)
     .await
     .map_err(PgError::query("find table"))?;
-    let Some((oid,)) = rel else {
-        return Err(PgError::MissingTable { table: t.clone() });
-    };
+    rel.map(|(oid,)| oid)
+        .ok_or_else(|| PgError::MissingTable { table: t.clone() })
+}
+
+async fn load_one(conn: &mut PgConnection, t: &TableName) -> Result<TableInfo, PgError> {
+    let oid = table_oid(conn, t).await?;
     let rows = sqlx::query(
         "SELECT a.attname::text AS name, a.attnotnull AS not_null, a.atttypid::int8 AS oid,
                 format_type(a.atttypid, NULL) AS type_name,

@@ -5,7 +5,7 @@ use meshsync_core::{PeerId, TableName};
 use sqlx::PgConnection;
 
 use crate::{
-    catalog::{ident, qualified},
+    catalog::{self, ident, qualified},
     error::PgError,
 };
 
@@ -178,26 +178,22 @@ async fn prepare_locked(
 /// known, and column deltas exist) and installs the TRUNCATE guard, each only if missing:
 /// both statements lock the table against every reader and writer.
 async fn table(conn: &mut PgConnection, t: &TableName) -> Result<(), PgError> {
+    let oid = catalog::table_oid(conn, t).await?;
     // tgtype 34: BEFORE (2) TRUNCATE (32), per statement.
-    let found: Option<(bool, bool)> = sqlx::query_as(
+    let (full, guarded): (bool, bool) = sqlx::query_as(
         "SELECT c.relreplident = 'f',
                 EXISTS (SELECT 1 FROM pg_trigger g
                         WHERE g.tgrelid = c.oid AND g.tgname = 'meshsync_refuse_truncate'
                           AND g.tgfoid = 'meshsync.refuse_truncate()'::regprocedure
                           AND g.tgtype = 34 AND g.tgenabled <> 'D')
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+         FROM pg_class c WHERE c.oid = $1::int8::oid",
     )
-    .bind(&t.schema)
-    .bind(&t.name)
-    .fetch_optional(&mut *conn)
+    .bind(oid)
+    .fetch_one(&mut *conn)
     .await
     .map_err(PgError::query(
         "read the replica identity and the truncate guard",
     ))?;
-    let Some((full, guarded)) = found else {
-        return Err(PgError::MissingTable { table: t.clone() });
-    };
     let q = qualified(t);
     let mut ddl = String::new();
     if !full {
