@@ -5,21 +5,17 @@ use std::{collections::HashMap, time::Duration};
 
 use meshsync_e2e::{agent::Agent, workload};
 
-use crate::support::Mesh;
+use crate::support::{Mesh, log_field};
 
 /// `(lsn, hlc)` of every "transaction published" line of an agent log.
 fn published(log: &str) -> Vec<(String, String)> {
     log.lines()
         .filter(|l| l.contains("transaction published"))
         .filter_map(|l| {
-            let field = |name: &str| {
-                l.split(&format!(" {name}="))
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()
-                    .map(str::to_owned)
-            };
-            Some((field("lsn")?, field("hlc")?))
+            Some((
+                log_field(l, "lsn")?.to_owned(),
+                log_field(l, "hlc")?.to_owned(),
+            ))
         })
         .collect()
 }

@@ -15,7 +15,7 @@ use meshsync_e2e::{
 };
 use meshsync_testkit::{MariaDb, NatsServer, wait_until};
 
-use crate::support::verify;
+use crate::support::{log_field, verify};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -218,10 +218,7 @@ async fn two_mariadb_peers_and_a_postgres_peer_converge_under_conflicting_writes
                 .rev()
                 .find(|l| l.contains(" progress "))?
                 .to_owned();
-            let total = |field: &str| -> Option<u64> {
-                let rest = line.split(&format!(" {field}=")).nth(1)?;
-                rest.split(' ').next()?.parse().ok()
-            };
+            let total = |field: &str| -> Option<u64> { log_field(&line, field)?.parse().ok() };
             // Every write of its own, once; some of the others' rows applied and dropped.
             (total("captured")? == own && total("echoed")? > 0).then_some(())
         })

@@ -202,3 +202,11 @@ pub fn verify(configs: &[std::path::PathBuf]) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
+
+/// The value of field `name` in a log line (`... name=value ...`), as written.
+pub fn log_field<'l>(line: &'l str, name: &str) -> Option<&'l str> {
+    line.split(&format!(" {name}="))
+        .nth(1)?
+        .split_whitespace()
+        .next()
+}
