@@ -12,4 +12,5 @@ mod orders;
 mod retention;
 mod startup;
 mod support;
+mod tls;
 mod types;

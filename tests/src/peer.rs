@@ -39,7 +39,24 @@ impl Peer {
         extra_ddl: &str,
         extra_tables: &[&str],
     ) -> Result<Peer> {
-        let pg = Postgres::start().await?;
+        Self::start_on(Postgres::start().await?, id, nats_url, dir, extra_ddl, extra_tables).await
+    }
+
+    /// As [`Peer::start`], on a PostgreSQL that takes TCP only over TLS
+    /// ([`Postgres::start_tls`]): the agent connects as the certificate user, with its client
+    /// certificate, and checks the server's certificate and name (`verify-full`).
+    pub async fn start_tls(id: &str, nats_url: &str, dir: &std::path::Path) -> Result<Peer> {
+        Self::start_on(Postgres::start_tls().await?, id, nats_url, dir, "", &[]).await
+    }
+
+    async fn start_on(
+        pg: Postgres,
+        id: &str,
+        nats_url: &str,
+        dir: &std::path::Path,
+        extra_ddl: &str,
+        extra_tables: &[&str],
+    ) -> Result<Peer> {
         pg.create_database("app").await?;
         let mut c = pg.connect("app").await?;
         sqlx::raw_sql(TABLE_DDL).execute(&mut c).await?;
@@ -54,7 +71,16 @@ impl Peer {
             .collect();
         // Peer c reaches its database through the Unix socket (a socket URL), so the
         // scenarios with three peers run setup, capture and apply over a socket too.
-        let url = if id == "c" {
+        let url = if let Some(tls) = pg.tls_files() {
+            format!(
+                "postgres://{}@localhost:{}/app?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+                meshsync_testkit::CERT_USER,
+                pg.port(),
+                tls.ca.display(),
+                tls.client_cert.display(),
+                tls.client_key.display()
+            )
+        } else if id == "c" {
             pg.socket_url("app")
         } else {
             pg.url("app")

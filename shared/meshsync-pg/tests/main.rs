@@ -12,4 +12,5 @@ mod replication;
 mod setup;
 mod sink;
 mod support;
+mod tls;
 mod verify;

@@ -6,6 +6,7 @@
 use meshsync_pg::source::{
     replication::{Frame, ReplicationError, ReplicationStream, Target},
     stream::ConnParts,
+    tls::TlsOptions,
 };
 use meshsync_testkit::Postgres;
 
@@ -30,6 +31,7 @@ async fn start(
         password,
         database: "postgres",
         application_name: "meshsync test",
+        tls: &TlsOptions::default(),
     };
     ReplicationStream::start(&target, slot, options)
         .await

@@ -15,10 +15,12 @@ mod mariadb;
 mod nats;
 mod postgres;
 mod process;
+mod tls;
 mod wait;
 
 pub use binaries::workspace_root;
 pub use mariadb::MariaDb;
 pub use nats::{LeafRemotes, NatsCluster, NatsServer};
 pub use postgres::{ALL_TYPES_DDL, Postgres, shared_memory_id};
+pub use tls::{CERT_USER, TlsFiles};
 pub use wait::{Check, free_port, free_ports, wait_until};

@@ -14,6 +14,7 @@ use tempfile::TempDir;
 use crate::{
     binaries,
     process::{Server, is_root},
+    tls::{CERT_USER, TlsFiles},
     wait::{free_port, retry_on_port_race},
 };
 
@@ -25,8 +26,21 @@ pub struct Postgres {
     // Declared before `dir`: the process dies before its folder is deleted.
     server: Server,
     port: u16,
+    tls: Option<TlsFiles>,
     dir: TempDir,
 }
+
+/// pg_hba.conf of a server started by [`Postgres::start_tls`]: TCP only with TLS, and
+/// [`CERT_USER`] only with its client certificate. No `host` line, so a plain TCP connection
+/// is refused ("no pg_hba.conf entry ... no encryption").
+const TLS_HBA: &str = "\
+local all all trust
+local replication all trust
+hostssl all cert_user 127.0.0.1/32 cert
+hostssl replication cert_user 127.0.0.1/32 cert
+hostssl all all 127.0.0.1/32 trust
+hostssl replication all 127.0.0.1/32 trust
+";
 
 /// `(uid, gid)` of the `postgres` system user: PostgreSQL refuses to run as root.
 fn postgres_user() -> Result<(u32, u32)> {
@@ -50,6 +64,24 @@ impl Postgres {
     /// own, so they win: the benches size their servers unlike the many small test servers.
     pub async fn start_with(settings: &[impl AsRef<str>]) -> Result<Postgres> {
         let settings: Vec<String> = settings.iter().map(|s| s.as_ref().to_owned()).collect();
+        Self::launch(settings, false).await
+    }
+
+    /// A server that takes TCP connections only over TLS, with certificates from a CA of its
+    /// own ([`Postgres::tls_files`]); role [`CERT_USER`] (superuser) must present its client
+    /// certificate. Its Unix socket stays plain and trusted.
+    pub async fn start_tls() -> Result<Postgres> {
+        let pg = Self::launch(Vec::new(), true).await?;
+        let mut c = pg.connect("postgres").await?;
+        let sql = format!("CREATE ROLE {CERT_USER} LOGIN SUPERUSER REPLICATION");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut c)
+            .await
+            .context("create the certificate user")?;
+        Ok(pg)
+    }
+
+    async fn launch(mut settings: Vec<String>, tls: bool) -> Result<Postgres> {
         let user = if is_root() {
             Some(postgres_user()?)
         } else {
@@ -94,6 +126,22 @@ impl Postgres {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        let tls = if tls {
+            let files = TlsFiles::generate(dir.path())?;
+            if let Some((uid, gid)) = user {
+                files.chown_server_files(uid, gid)?;
+            }
+            std::fs::write(data.join("pg_hba.conf"), TLS_HBA).context("write pg_hba.conf")?;
+            settings.extend([
+                "ssl=on".to_owned(),
+                format!("ssl_cert_file={}", files.server_cert.display()),
+                format!("ssl_key_file={}", files.server_key.display()),
+                format!("ssl_ca_file={}", files.ca.display()),
+            ]);
+            Some(files)
+        } else {
+            None
+        };
         let log = dir.path().join("postgres.log");
         let sockets = dir.path().to_owned();
         let mut dir = Some(dir);
@@ -134,7 +182,12 @@ impl Postgres {
             server.start()?;
             wait_ready(&mut server, port).await?;
             let dir = dir.take().context("PostgreSQL folder already used")?;
-            Ok(Postgres { server, port, dir })
+            Ok(Postgres {
+                server,
+                port,
+                tls: tls.clone(),
+                dir,
+            })
         })
         .await
     }
@@ -150,6 +203,11 @@ impl Postgres {
         let dir = self.dir().to_string_lossy();
         let dir = percent_encoding::utf8_percent_encode(&dir, percent_encoding::NON_ALPHANUMERIC);
         format!("postgres://postgres@{dir}:{}/{db}", self.port)
+    }
+
+    /// The certificates of a server started by [`Postgres::start_tls`].
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
     }
 
     /// The port (the same after every restart).

@@ -6,3 +6,4 @@ pub mod replication;
 pub mod resume;
 pub mod row;
 pub mod stream;
+pub mod tls;

@@ -25,7 +25,10 @@ use postgres_protocol::{
     message::frontend,
 };
 
-use super::pgoutput::PG_EPOCH_OFFSET_MICROS;
+use super::{
+    pgoutput::PG_EPOCH_OFFSET_MICROS,
+    tls::{self, Negotiated, TlsOptions},
+};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpStream, UnixStream},
@@ -74,13 +77,17 @@ pub enum ReplicationError {
     /// The server ended the stream (CopyDone) or the connection.
     #[error("the server ended the replication stream")]
     Ended,
+    /// TLS that `sslmode` asks for could not be had: refused by the server, a certificate
+    /// that did not pass, or certificate files that cannot be read.
+    #[error("replication connection TLS: {0}")]
+    Tls(String),
 }
 
 impl ReplicationError {
     /// Whether reconnecting may cure it: everything but an authentication meshsync does not
-    /// speak.
+    /// speak and TLS that cannot be had (both need a change of configuration).
     pub fn is_transient(&self) -> bool {
-        !matches!(self, ReplicationError::Auth(_))
+        !matches!(self, ReplicationError::Auth(_) | ReplicationError::Tls(_))
     }
 }
 
@@ -116,6 +123,8 @@ pub struct Target<'a> {
     pub database: &'a str,
     /// `application_name` of the session.
     pub application_name: &'a str,
+    /// TLS over TCP (`sslmode` and certificates).
+    pub tls: &'a TlsOptions,
 }
 
 /// The read half of the connection, over TCP or a Unix socket.
@@ -124,10 +133,10 @@ type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
 /// The write half of the connection.
 type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
-/// Connects to `target`: a host over TCP, or, when the host is a directory (it starts with
-/// `/`, as in libpq), the server's Unix socket `.s.PGSQL.<port>` there, the one sqlx's
-/// sessions reach through the same URL.
-async fn open(target: &Target<'_>) -> std::io::Result<(ReadHalf, WriteHalf)> {
+/// Connects to `target`: a host over TCP, with TLS as its `sslmode` asks, or, when the host
+/// is a directory (it starts with `/`, as in libpq), the server's Unix socket
+/// `.s.PGSQL.<port>` there, the one sqlx's sessions reach through the same URL.
+async fn open(target: &Target<'_>) -> Result<(ReadHalf, WriteHalf), ReplicationError> {
     if target.host.starts_with('/') {
         let path = std::path::Path::new(target.host).join(format!(".s.PGSQL.{}", target.port));
         let (read, write) = UnixStream::connect(path).await?.into_split();
@@ -135,8 +144,16 @@ async fn open(target: &Target<'_>) -> std::io::Result<(ReadHalf, WriteHalf)> {
     }
     let socket = TcpStream::connect((target.host, target.port)).await?;
     socket.set_nodelay(true)?;
-    let (read, write) = socket.into_split();
-    Ok((Box::new(read), Box::new(write)))
+    Ok(match tls::negotiate(socket, target.host, target.tls).await? {
+        Negotiated::Plain(socket) => {
+            let (read, write) = socket.into_split();
+            (Box::new(read), Box::new(write))
+        }
+        Negotiated::Tls(stream) => {
+            let (read, write) = tokio::io::split(stream);
+            (Box::new(read), Box::new(write))
+        }
+    })
 }
 
 /// An open logical replication stream. Dropping it stops both tasks and closes the socket.

@@ -12,6 +12,7 @@ use crate::{
     source::{
         pgoutput::{self, PgMessage},
         replication::{Frame, ReplicationStream, Target},
+        tls::TlsOptions,
         row::{RelationCache, RowImage, RowMessage, decode_row},
     },
     types::PgType,
@@ -69,13 +70,17 @@ pub struct ConnParts {
     pub password: String,
     /// Database.
     pub database: String,
+    /// TLS: `sslmode` and certificates (boxed: rarely read, and it would double the size of
+    /// everything that carries connection parts).
+    pub tls: Box<TlsOptions>,
 }
 
 impl ConnParts {
     /// Parses a `postgres://user:pass@host:port/db` URL as sqlx reads it: the host may be a
     /// Unix socket directory percent-encoded (`postgres://%2Frun%2Fpostgresql/db`), and the
     /// query parameters `host` (a name or a socket directory), `port`, `user`, `password` and
-    /// `dbname` override the parts before them.
+    /// `dbname` override the parts before them. TLS: `sslmode`, `sslrootcert`, `sslcert`,
+    /// `sslkey` (and sqlx's other spellings of them), else the `PGSSLMODE`... variables.
     pub fn from_url(text: &str) -> Result<ConnParts, PgError> {
         let url = url::Url::parse(text).map_err(|e| PgError::Url(e.to_string()))?;
         // Percent-decoding as sqlx does: a `+` is a `+`, not a space as in a query string.
@@ -99,6 +104,7 @@ impl ConnParts {
             },
             password: url.password().map(decode).unwrap_or_default(),
             database: decode(url.path().trim_start_matches('/')),
+            tls: Box::default(),
         };
         for (key, value) in url.query_pairs() {
             match &*key {
@@ -111,6 +117,19 @@ impl ConnParts {
                 "user" => parts.user = value.into_owned(),
                 "password" => parts.password = value.into_owned(),
                 "dbname" => parts.database = value.into_owned(),
+                "sslmode" | "ssl-mode" => {
+                    parts.tls.mode = value.parse().map_err(|_| {
+                        PgError::Url(format!(
+                            "sslmode {value:?} is not one of disable, allow, prefer, require, \
+                             verify-ca, verify-full"
+                        ))
+                    })?;
+                }
+                "sslrootcert" | "ssl-root-cert" | "ssl-ca" => {
+                    parts.tls.root_cert = Some(value.into_owned());
+                }
+                "sslcert" | "ssl-cert" => parts.tls.client_cert = Some(value.into_owned()),
+                "sslkey" | "ssl-key" => parts.tls.client_key = Some(value.into_owned()),
                 _ => {}
             }
         }
@@ -129,6 +148,7 @@ impl ConnParts {
             password: &self.password,
             database: &self.database,
             application_name,
+            tls: &self.tls,
         }
     }
 }
@@ -336,5 +356,23 @@ mod tests {
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 5435));
         assert!(ConnParts::from_url("postgres://h/db?port=x").is_err());
         assert!(ConnParts::from_url("postgres://h/").is_err());
+    }
+
+    #[test]
+    fn tls_parameters_are_read_in_sqlx_spellings() {
+        use sqlx::postgres::PgSslMode;
+        let libpq = ConnParts::from_url(
+            "postgres://h/db?sslmode=verify-full&sslrootcert=/ca.pem&sslcert=/c.pem&sslkey=/k.pem",
+        )
+        .unwrap();
+        assert!(matches!(libpq.tls.mode, PgSslMode::VerifyFull));
+        assert_eq!(libpq.tls.root_cert.as_deref(), Some("/ca.pem"));
+        assert_eq!(libpq.tls.client_cert.as_deref(), Some("/c.pem"));
+        assert_eq!(libpq.tls.client_key.as_deref(), Some("/k.pem"));
+        let dashed = ConnParts::from_url("postgres://h/db?ssl-mode=require&ssl-ca=/x.pem").unwrap();
+        assert!(matches!(dashed.tls.mode, PgSslMode::Require));
+        assert_eq!(dashed.tls.root_cert.as_deref(), Some("/x.pem"));
+        let e = ConnParts::from_url("postgres://h/db?sslmode=always").unwrap_err();
+        assert!(e.to_string().contains("verify-full"), "{e}");
     }
 }

@@ -1,0 +1,72 @@
+//! A peer whose PostgreSQL takes TCP only over TLS, reached with `sslmode=verify-full` and a
+//! client certificate (capture's replication connection, apply's and set-up's sessions, and
+//! `verify`, all from the one URL), in a mesh with a plain peer: writes flow both ways and
+//! `verify` reports the two identical.
+
+use std::time::Duration;
+
+use meshsync_e2e::peer::Peer;
+use meshsync_testkit::NatsServer;
+
+use crate::support::{Mesh, verify};
+
+#[tokio::test]
+async fn a_peer_behind_tls_with_a_client_certificate_replicates_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start_single().await.unwrap();
+    let mut peers = vec![
+        Peer::start_tls("a", &nats.client_url(), dir.path())
+            .await
+            .unwrap(),
+        Peer::start("b", &nats.client_url(), dir.path())
+            .await
+            .unwrap(),
+    ];
+    for p in &mut peers {
+        p.start_agent().unwrap();
+    }
+    let client = async_nats::connect(nats.client_url()).await.unwrap();
+    let mesh = Mesh {
+        nats,
+        peers,
+        client,
+        dir,
+    };
+    for i in 0..2 {
+        mesh.wait_started(i).await.unwrap();
+    }
+    for (peer, id) in mesh.peers.iter().zip([1, 2]) {
+        let mut c = peer.connect().await.unwrap();
+        sqlx::query("INSERT INTO public.items (id, v) VALUES ($1, $2)")
+            .bind(id)
+            .bind(format!("from {}", peer.id))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    mesh.wait_all("both rows", Duration::from_secs(30), |rows| {
+        rows.len() == 2
+    })
+    .await;
+    // The agent's own connections to the TLS server are encrypted, as the server sees them.
+    let mut c = mesh.peers[0].connect().await.unwrap();
+    let (plain,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+         WHERE a.usename = 'cert_user' AND NOT s.ssl",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    let (encrypted,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+         WHERE a.usename = 'cert_user' AND s.ssl AND a.backend_type = 'walsender'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(plain, 0, "every connection of the agent should use TLS");
+    assert_eq!(encrypted, 1, "capture's walsender should run over TLS");
+    let configs: Vec<_> = mesh.peers.iter().map(|p| p.config.clone()).collect();
+    let (same, out) = verify(&configs);
+    assert!(same, "verify over TLS: {out}");
+}
