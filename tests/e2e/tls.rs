@@ -44,10 +44,8 @@ async fn a_peer_behind_tls_with_a_client_certificate_replicates_both_ways() {
             .await
             .unwrap();
     }
-    mesh.wait_all("both rows", Duration::from_secs(30), |rows| {
-        rows.len() == 2
-    })
-    .await;
+    mesh.wait_all("both rows", Duration::from_secs(30), |rows| rows.len() == 2)
+        .await;
     // The agent's own connections to the TLS server are encrypted, as the server sees them.
     let mut c = mesh.peers[0].connect().await.unwrap();
     let (plain,): (i64,) = sqlx::query_as(
@@ -69,4 +67,33 @@ async fn a_peer_behind_tls_with_a_client_certificate_replicates_both_ways() {
     let configs: Vec<_> = mesh.peers.iter().map(|p| p.config.clone()).collect();
     let (same, out) = verify(&configs);
     assert!(same, "verify over TLS: {out}");
+}
+
+#[tokio::test]
+async fn a_host_not_in_the_certificate_stops_the_agent_naming_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start_single().await.unwrap();
+    let peer = Peer::start_tls("a", &nats.client_url(), dir.path())
+        .await
+        .unwrap();
+    // The certificate names `localhost`, not `127.0.0.1`.
+    let config = std::fs::read_to_string(&peer.config)
+        .unwrap()
+        .replace("@localhost:", "@127.0.0.1:");
+    std::fs::write(&peer.config, config).unwrap();
+    let run = tokio::process::Command::new(meshsync_e2e::agent::binary().unwrap())
+        .args(["run", "--config"])
+        .arg(&peer.config)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the agent should stop, not retry a certificate forever")
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the agent must not run: {err}");
+    assert!(
+        err.contains("TLS") && err.contains("certificate") && err.contains("sslrootcert"),
+        "{err}"
+    );
 }

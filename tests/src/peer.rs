@@ -39,7 +39,15 @@ impl Peer {
         extra_ddl: &str,
         extra_tables: &[&str],
     ) -> Result<Peer> {
-        Self::start_on(Postgres::start().await?, id, nats_url, dir, extra_ddl, extra_tables).await
+        Self::start_on(
+            Postgres::start().await?,
+            id,
+            nats_url,
+            dir,
+            extra_ddl,
+            extra_tables,
+        )
+        .await
     }
 
     /// As [`Peer::start`], on a PostgreSQL that takes TCP only over TLS

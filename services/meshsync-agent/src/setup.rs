@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use meshsync_core::{PeerId, TableName};
 use meshsync_hlc::NodeId;
 use meshsync_nats::publisher::Publisher;
+use meshsync_pg::error::is_tls_failure;
 use sqlx::Connection;
 use tracing::info;
 
@@ -156,12 +157,14 @@ pub fn is_transient(e: &anyhow::Error) -> bool {
             .is_some_and(meshsync_pg::PgError::is_transient)
             || c.downcast_ref::<meshsync_mariadb::MariaDbError>()
                 .is_some_and(meshsync_mariadb::MariaDbError::is_transient)
-            || c.downcast_ref::<sqlx::Error>()
-                .is_some_and(|e| matches!(e, sqlx::Error::Io(_) | sqlx::Error::Protocol(_)))
+            || c.downcast_ref::<sqlx::Error>().is_some_and(|e| {
+                matches!(e, sqlx::Error::Io(_) | sqlx::Error::Protocol(_)) && !is_tls_failure(e)
+            })
     })
 }
 
-/// Connects, retrying for a while: the database may still be starting.
+/// Connects, retrying for a while: the database may still be starting. TLS that cannot be
+/// had is not retried: only the configuration can change that.
 async fn retry<C, F, Fut>(connect: F) -> Result<C>
 where
     F: Fn() -> Fut,
@@ -171,6 +174,13 @@ where
     loop {
         match connect().await {
             Ok(c) => return Ok(c),
+            Err(e) if is_tls_failure(&e) => {
+                return Err(e).context(
+                    "TLS to the database failed: check sslmode, sslrootcert, sslcert and sslkey \
+                     in database.url (verify-full also wants the URL's host among the names in \
+                     the server's certificate; docs/configuration.md)",
+                );
+            }
             Err(e) if attempt < 30 => {
                 attempt += 1;
                 info!(error = %e, "database not reachable yet, retrying");

@@ -3,9 +3,12 @@
 //! from the same URL, encrypt, check the certificate as `sslmode` says, present a client
 //! certificate, and refuse what they must with an error that names the fix.
 
-use meshsync_pg::source::{
-    replication::{Frame, ReplicationError, ReplicationStream},
-    stream::ConnParts,
+use meshsync_pg::{
+    error::{is_tls_failure, is_transient_sqlx},
+    source::{
+        replication::{Frame, ReplicationError, ReplicationStream},
+        stream::ConnParts,
+    },
 };
 use meshsync_testkit::{CERT_USER, Postgres, TlsFiles};
 use sqlx::{Connection, PgConnection};
@@ -107,10 +110,13 @@ async fn prefer_encrypts_without_checking_and_disable_is_refused_by_the_server()
         .await
         .unwrap();
     assert!(walsender_uses_tls(&pg, "prefer").await);
-    let refused = stream(&url(&pg, "postgres", "127.0.0.1", "sslmode=disable"), "plain")
-        .await
-        .err()
-        .unwrap();
+    let refused = stream(
+        &url(&pg, "postgres", "127.0.0.1", "sslmode=disable"),
+        "plain",
+    )
+    .await
+    .err()
+    .unwrap();
     let ReplicationError::Server { message, .. } = &refused else {
         panic!("want the server's refusal, got {refused}");
     };
@@ -129,14 +135,19 @@ async fn verify_full_refuses_a_host_not_named_in_the_certificate_but_verify_ca_a
     );
     let e = stream(&full, "wrong name").await.err().unwrap();
     assert!(matches!(e, ReplicationError::Tls(_)), "{e}");
-    assert!(!e.is_transient(), "a certificate will not mend by reconnecting");
+    assert!(
+        !e.is_transient(),
+        "a certificate will not mend by reconnecting"
+    );
     let text = e.to_string();
     assert!(
         text.contains("127.0.0.1") && text.contains("verify-full"),
         "{text}"
     );
     // sqlx's sessions judge the same URL alike.
-    assert!(PgConnection::connect(&full).await.is_err());
+    let e = PgConnection::connect(&full).await.err().unwrap();
+    assert!(is_tls_failure(&e), "{e:?}");
+    assert!(!is_transient_sqlx(&e), "{e:?}");
     let verify_ca = url(
         &pg,
         "postgres",
@@ -161,7 +172,8 @@ async fn a_certificate_from_another_ca_is_refused() {
     let e = stream(&url, "other ca").await.err().unwrap();
     assert!(matches!(e, ReplicationError::Tls(_)), "{e}");
     assert!(e.to_string().contains("sslrootcert"), "{e}");
-    assert!(PgConnection::connect(&url).await.is_err());
+    let e = PgConnection::connect(&url).await.err().unwrap();
+    assert!(is_tls_failure(&e), "{e:?}");
 }
 
 #[tokio::test]
@@ -178,6 +190,12 @@ async fn require_refuses_a_server_without_tls_and_says_so() {
         text.contains("does not offer TLS") && text.contains("ssl = on"),
         "{text}"
     );
+    let e = PgConnection::connect(&url).await.err().unwrap();
+    assert!(is_tls_failure(&e), "{e:?}");
+    // A plain connection refused is not a TLS failure: the server may be starting.
+    let refused = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port() ^ 1);
+    let e = PgConnection::connect(&refused).await.err().unwrap();
+    assert!(!is_tls_failure(&e) && is_transient_sqlx(&e), "{e:?}");
 }
 
 #[tokio::test]

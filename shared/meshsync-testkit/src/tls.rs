@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 /// The role a TLS server authenticates by client certificate only (`cert` in pg_hba.conf).
 pub const CERT_USER: &str = "cert_user";
@@ -53,7 +51,9 @@ impl TlsFiles {
 
         let client_key = KeyPair::generate()?;
         let mut client = CertificateParams::new(Vec::<String>::new())?;
-        client.distinguished_name.push(DnType::CommonName, CERT_USER);
+        client
+            .distinguished_name
+            .push(DnType::CommonName, CERT_USER);
         let client_cert = client.signed_by(&client_key, &issuer)?;
 
         let files = TlsFiles {

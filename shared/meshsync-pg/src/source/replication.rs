@@ -144,16 +144,18 @@ async fn open(target: &Target<'_>) -> Result<(ReadHalf, WriteHalf), ReplicationE
     }
     let socket = TcpStream::connect((target.host, target.port)).await?;
     socket.set_nodelay(true)?;
-    Ok(match tls::negotiate(socket, target.host, target.tls).await? {
-        Negotiated::Plain(socket) => {
-            let (read, write) = socket.into_split();
-            (Box::new(read), Box::new(write))
-        }
-        Negotiated::Tls(stream) => {
-            let (read, write) = tokio::io::split(stream);
-            (Box::new(read), Box::new(write))
-        }
-    })
+    Ok(
+        match tls::negotiate(socket, target.host, target.tls).await? {
+            Negotiated::Plain(socket) => {
+                let (read, write) = socket.into_split();
+                (Box::new(read), Box::new(write))
+            }
+            Negotiated::Tls(stream) => {
+                let (read, write) = tokio::io::split(stream);
+                (Box::new(read), Box::new(write))
+            }
+        },
+    )
 }
 
 /// An open logical replication stream. Dropping it stops both tasks and closes the socket.

@@ -12,8 +12,8 @@ use crate::{
     source::{
         pgoutput::{self, PgMessage},
         replication::{Frame, ReplicationStream, Target},
-        tls::TlsOptions,
         row::{RelationCache, RowImage, RowMessage, decode_row},
+        tls::TlsOptions,
     },
     types::PgType,
 };

@@ -384,7 +384,10 @@ mod tests {
         let mut o = options(PgSslMode::VerifyFull);
         o.root_cert = Some("/nonexistent/ca.pem".into());
         let e = client_config(&o).unwrap_err().to_string();
-        assert!(e.contains("sslrootcert") && e.contains("/nonexistent/ca.pem"), "{e}");
+        assert!(
+            e.contains("sslrootcert") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
     }
 
     #[test]
