@@ -1,7 +1,8 @@
 //! A peer whose PostgreSQL takes TCP only over TLS, reached with `sslmode=verify-full` and a
 //! client certificate (capture's replication connection, apply's and set-up's sessions, and
-//! `verify`, all from the one URL), in a mesh with a plain peer: writes flow both ways and
-//! `verify` reports the two identical.
+//! `verify`, all from the one URL), in a mesh with a plain peer, both agents on a NATS server
+//! that wants TLS, a client certificate and a password: writes flow both ways, `verify`
+//! reports the two identical, and `meshsync conflicts` reads the secured server too.
 
 use std::time::Duration;
 
@@ -13,19 +14,38 @@ use crate::support::{Mesh, verify};
 #[tokio::test]
 async fn a_peer_behind_tls_with_a_client_certificate_replicates_both_ways() {
     let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start_single().await.unwrap();
+    let nats = NatsServer::start_secure().await.unwrap();
+    let url = nats.secure_url();
     let mut peers = vec![
-        Peer::start_tls("a", &nats.client_url(), dir.path())
-            .await
-            .unwrap(),
-        Peer::start("b", &nats.client_url(), dir.path())
-            .await
-            .unwrap(),
+        Peer::start_tls("a", &url, dir.path()).await.unwrap(),
+        Peer::start("b", &url, dir.path()).await.unwrap(),
     ];
+    let files = nats.tls_files().unwrap();
+    let nats_tls = format!(
+        "url = \"{url}\"\ntls_ca_file = \"{}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        files.ca.display(),
+        files.client_cert.display(),
+        files.client_key.display()
+    );
     for p in &mut peers {
+        let config = std::fs::read_to_string(&p.config).unwrap();
+        let config = config.replace(&format!("url = \"{url}\"\n"), &nats_tls);
+        std::fs::write(&p.config, config).unwrap();
         p.start_agent().unwrap();
     }
-    let client = async_nats::connect(nats.client_url()).await.unwrap();
+    let client = meshsync_nats::connect(
+        &url,
+        "test",
+        &meshsync_nats::NatsTls {
+            ca_file: Some(files.ca.clone()),
+            client: Some(meshsync_nats::ClientCertificate {
+                cert_file: files.client_cert.clone(),
+                key_file: files.client_key.clone(),
+            }),
+        },
+    )
+    .await
+    .unwrap();
     let mesh = Mesh {
         nats,
         peers,
@@ -67,6 +87,16 @@ async fn a_peer_behind_tls_with_a_client_certificate_replicates_both_ways() {
     let configs: Vec<_> = mesh.peers.iter().map(|p| p.config.clone()).collect();
     let (same, out) = verify(&configs);
     assert!(same, "verify over TLS: {out}");
+    let conflicts = std::process::Command::new(meshsync_e2e::agent::binary().unwrap())
+        .args(["conflicts", "--config"])
+        .arg(&configs[0])
+        .output()
+        .unwrap();
+    assert!(
+        conflicts.status.success(),
+        "meshsync conflicts on the secured server: {}",
+        String::from_utf8_lossy(&conflicts.stderr)
+    );
 }
 
 #[tokio::test]
@@ -94,6 +124,41 @@ async fn a_host_not_in_the_certificate_stops_the_agent_naming_the_fix() {
     assert!(!out.status.success(), "the agent must not run: {err}");
     assert!(
         err.contains("TLS") && err.contains("certificate") && err.contains("sslrootcert"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_nats_server_that_refuses_the_agent_stops_it_naming_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start_secure().await.unwrap();
+    // Right certificates, wrong password.
+    let url = nats.secure_url().replace("mesh-secret", "guess");
+    let peer = Peer::start("a", &url, dir.path()).await.unwrap();
+    let files = nats.tls_files().unwrap();
+    let config = std::fs::read_to_string(&peer.config).unwrap().replace(
+        "[database]",
+        &format!(
+            "tls_ca_file = \"{}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n[database]",
+            files.ca.display(),
+            files.client_cert.display(),
+            files.client_key.display()
+        ),
+    );
+    std::fs::write(&peer.config, config).unwrap();
+    let run = tokio::process::Command::new(meshsync_e2e::agent::binary().unwrap())
+        .args(["run", "--config"])
+        .arg(&peer.config)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the agent should stop, not wait for a server that refuses it")
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the agent must not run: {err}");
+    assert!(
+        err.contains("NATS refused") && err.contains("password") && !err.contains("guess"),
         "{err}"
     );
 }

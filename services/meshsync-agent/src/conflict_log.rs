@@ -178,7 +178,7 @@ mod tests {
     #[tokio::test]
     async fn publishes_every_record_once_and_leaves_sensitive_values_out() {
         let nats = NatsServer::start_single().await.unwrap();
-        let client = meshsync_nats::connect(&nats.client_url(), "test")
+        let client = meshsync_nats::connect(&nats.client_url(), "test", &Default::default())
             .await
             .unwrap();
         let topology = Topology::Direct { replicas: 1 };
@@ -241,7 +241,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_conflict_stream_publish_fails_and_says_how_many() {
         let nats = NatsServer::start_single().await.unwrap();
-        let client = meshsync_nats::connect(&nats.client_url(), "test")
+        let client = meshsync_nats::connect(&nats.client_url(), "test", &Default::default())
             .await
             .unwrap();
         // Not provisioned: nothing listens on the conflict subject.

@@ -99,27 +99,17 @@ pub async fn run(args: ConflictsArgs) -> Result<()> {
         start: start_time(OffsetDateTime::now_utc(), args.since),
         table,
     };
-    let client = connect(config.nats.url.expose()).await?;
+    let client = connect(&config.nats).await?;
     let entries = read(&jetstream::new(client), &query).await?;
     print(&entries, &query, args.json)
 }
 
 /// Connects without waiting for a server that is not there.
-async fn connect(urls: &str) -> Result<async_nats::Client> {
-    let addrs: Vec<&str> = urls
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    let connect = async_nats::ConnectOptions::new()
-        .name("meshsync conflicts")
-        .connection_timeout(CONNECT_WAIT)
-        .connect(addrs);
+async fn connect(config: &meshsync_config::NatsConfig) -> Result<async_nats::Client> {
+    let tls = crate::peer::nats_tls(config);
+    let connect = meshsync_nats::connect_now(config.url.expose(), "meshsync conflicts", &tls);
     match tokio::time::timeout(CONNECT_WAIT, connect).await {
-        Ok(Ok(client)) => Ok(client),
-        Ok(Err(e)) => {
-            Err(e).context("cannot connect to NATS; check nats.url and that the server runs")
-        }
+        Ok(client) => Ok(client?),
         Err(_) => bail!(
             "cannot connect to NATS within {CONNECT_WAIT:?}; check nats.url and that the server runs"
         ),
@@ -405,7 +395,7 @@ mod tests {
     #[tokio::test]
     async fn reads_this_peers_conflicts_by_time_table_and_peer() {
         let nats = NatsServer::start_single().await.unwrap();
-        let client = meshsync_nats::connect(&nats.client_url(), "test")
+        let client = meshsync_nats::connect(&nats.client_url(), "test", &Default::default())
             .await
             .unwrap();
         let js = jetstream::new(client.clone());

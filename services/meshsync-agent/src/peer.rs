@@ -73,7 +73,8 @@ pub async fn run(config: Config, progress_interval: Duration) -> Result<()> {
     // try_join: a set-up error is reported at once, not after NATS answers.
     let name = format!("meshsync {peer}");
     let connect = async {
-        Ok::<_, anyhow::Error>(meshsync_nats::connect(config.nats.url.expose(), &name).await?)
+        let tls = nats_tls(&config.nats);
+        Ok::<_, anyhow::Error>(meshsync_nats::connect(config.nats.url.expose(), &name, &tls).await?)
     };
     let (prepared, client) = tokio::try_join!(set_up, connect)?;
     let topo = topology(&config);
@@ -158,6 +159,21 @@ pub async fn run(config: Config, progress_interval: Duration) -> Result<()> {
         r = apply => r,
         _ = report => Ok(()),
         signal = stop_signal() => { info!(signal = signal?, "stopping"); Ok(()) }
+    }
+}
+
+/// The TLS settings of `[nats]`.
+pub fn nats_tls(config: &meshsync_config::NatsConfig) -> meshsync_nats::NatsTls {
+    meshsync_nats::NatsTls {
+        ca_file: config.tls_ca_file.clone(),
+        client: config
+            .tls_cert_file
+            .clone()
+            .zip(config.tls_key_file.clone())
+            .map(|(cert_file, key_file)| meshsync_nats::ClientCertificate {
+                cert_file,
+                key_file,
+            }),
     }
 }
 

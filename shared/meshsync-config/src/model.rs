@@ -1,7 +1,7 @@
 //! The configuration file's shape. Every field is documented here; `docs/configuration.md`
 //! shows a complete file.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
@@ -110,6 +110,17 @@ pub struct NatsConfig {
     /// 3-node hub cluster (survives the loss of one node). Default 1.
     #[serde(default = "default_replicas")]
     pub replicas: usize,
+    /// The CA that signed the servers' certificates (PEM), when it is not one the system
+    /// trusts; setting it requires TLS.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for servers that verify clients (`verify: true`), with
+    /// `tls_key_file`.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 const fn default_replicas() -> usize {

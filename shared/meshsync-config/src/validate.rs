@@ -76,6 +76,18 @@ impl Config {
             ));
         }
 
+        if self.nats.tls_cert_file.is_some() != self.nats.tls_key_file.is_some() {
+            return Err(invalid(
+                if self.nats.tls_cert_file.is_some() {
+                    "nats.tls_cert_file"
+                } else {
+                    "nats.tls_key_file"
+                },
+                "a client certificate needs its key and the key its certificate",
+                "give both nats.tls_cert_file and nats.tls_key_file, or neither",
+            ));
+        }
+
         let engine = self.database.engine;
         let db_url = self.database.url.expose();
         if !engine.url_schemes().iter().any(|s| db_url.starts_with(s)) {

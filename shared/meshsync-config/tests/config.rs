@@ -88,6 +88,10 @@ fn each_rule_names_its_field() {
     assert_eq!(field_of(&domain), "nats.domain");
     let replicas = EXAMPLE.replace("[database]", "replicas = 2\n[database]");
     assert_eq!(field_of(&replicas), "nats.replicas");
+    let cert_alone = EXAMPLE.replace("[database]", "tls_cert_file = \"/c.pem\"\n[database]");
+    assert_eq!(field_of(&cert_alone), "nats.tls_cert_file");
+    let key_alone = EXAMPLE.replace("[database]", "tls_key_file = \"/k.pem\"\n[database]");
+    assert_eq!(field_of(&key_alone), "nats.tls_key_file");
     let clock = format!("{EXAMPLE}\n[clock]\nfuture_bound_ms = 0\n");
     assert_eq!(field_of(&clock), "clock.future_bound_ms");
 }

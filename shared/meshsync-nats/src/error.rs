@@ -8,6 +8,25 @@ pub enum NatsError {
     /// No connection to the servers.
     #[error("cannot connect to NATS; check nats.url and that the server runs")]
     Connect(#[source] async_nats::ConnectError),
+    /// The server refused this client: TLS that did not pass, or credentials it does not
+    /// accept. Retrying cannot cure it.
+    #[error(
+        "NATS refused the connection: check the user, password or token in nats.url and \
+         nats.tls_ca_file, nats.tls_cert_file, nats.tls_key_file (a tls:// URL's host must be a \
+         name in the server's certificate)"
+    )]
+    Refused(#[source] async_nats::ConnectError),
+    /// A certificate file named in the configuration cannot be read.
+    #[error("nats.{field}: cannot read {path}: {source}")]
+    TlsFile {
+        /// The configuration key.
+        field: &'static str,
+        /// The path given.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A stream could not be created, read or updated.
     #[error("cannot provision stream {stream}")]
     Provision {

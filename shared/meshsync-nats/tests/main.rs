@@ -20,7 +20,9 @@ use meshsync_nats::{
 use meshsync_testkit::{NatsServer, wait_until};
 use meshsync_wire::{conflict, decode, headers, subject};
 
-fn batch(origin: &str, position: &str, v: i64) -> ChangeBatch {
+mod secure;
+
+pub(crate) fn batch(origin: &str, position: &str, v: i64) -> ChangeBatch {
     ChangeBatch {
         origin: PeerId::new(origin).unwrap(),
         database: "app".into(),
@@ -94,7 +96,7 @@ async fn stream_count(js: &jetstream::Context, name: &str) -> u64 {
 #[tokio::test]
 async fn publish_then_consume_with_headers() {
     let nats = NatsServer::start_single().await.unwrap();
-    let client = meshsync_nats::connect(&nats.client_url(), "test")
+    let client = meshsync_nats::connect(&nats.client_url(), "test", &Default::default())
         .await
         .unwrap();
     provision(&client, &Topology::Direct { replicas: 1 })
@@ -157,7 +159,7 @@ async fn publish_then_consume_with_headers() {
 #[tokio::test]
 async fn the_same_message_id_is_stored_once() {
     let nats = NatsServer::start_single().await.unwrap();
-    let client = meshsync_nats::connect(&nats.client_url(), "test")
+    let client = meshsync_nats::connect(&nats.client_url(), "test", &Default::default())
         .await
         .unwrap();
     provision(&client, &Topology::Direct { replicas: 1 })
@@ -181,7 +183,7 @@ async fn the_same_message_id_is_stored_once() {
 #[tokio::test]
 async fn an_unacked_message_is_redelivered() {
     let nats = NatsServer::start_single().await.unwrap();
-    let client = meshsync_nats::connect(&nats.client_url(), "test")
+    let client = meshsync_nats::connect(&nats.client_url(), "test", &Default::default())
         .await
         .unwrap();
     provision(&client, &Topology::Direct { replicas: 1 })
@@ -227,13 +229,13 @@ async fn an_edge_site_publishes_offline_and_catches_up_exactly_once() {
     let leaf_url = hub.leaf_url().unwrap();
     let site_a = NatsServer::start_leaf(&leaf_url, "a").await.unwrap();
     let site_b = NatsServer::start_leaf(&leaf_url, "b").await.unwrap();
-    let ca = meshsync_nats::connect(&site_a.client_url(), "site a")
+    let ca = meshsync_nats::connect(&site_a.client_url(), "site a", &Default::default())
         .await
         .unwrap();
-    let cb = meshsync_nats::connect(&site_b.client_url(), "site b")
+    let cb = meshsync_nats::connect(&site_b.client_url(), "site b", &Default::default())
         .await
         .unwrap();
-    let hub_client = meshsync_nats::connect(&hub.client_url(), "hub")
+    let hub_client = meshsync_nats::connect(&hub.client_url(), "hub", &Default::default())
         .await
         .unwrap();
     for (c, d) in [(&ca, "a"), (&cb, "b")] {
@@ -352,7 +354,7 @@ async fn an_edge_site_publishes_offline_and_catches_up_exactly_once() {
 #[tokio::test]
 async fn on_a_hub_cluster_the_global_stream_is_r3() {
     let cluster = meshsync_testkit::NatsCluster::start(3).await.unwrap();
-    let client = meshsync_nats::connect(&cluster.client_url(), "test")
+    let client = meshsync_nats::connect(&cluster.client_url(), "test", &Default::default())
         .await
         .unwrap();
     provision(&client, &Topology::Direct { replicas: 3 })

@@ -20,7 +20,7 @@ mod wait;
 
 pub use binaries::workspace_root;
 pub use mariadb::MariaDb;
-pub use nats::{LeafRemotes, NatsCluster, NatsServer};
+pub use nats::{LeafRemotes, NATS_USER, NatsCluster, NatsServer};
 pub use postgres::{ALL_TYPES_DDL, Postgres, shared_memory_id};
 pub use tls::{CERT_USER, TlsFiles};
 pub use wait::{Check, free_port, free_ports, wait_until};

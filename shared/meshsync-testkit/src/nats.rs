@@ -13,6 +13,7 @@ use tokio::{
 use crate::{
     binaries,
     process::Server,
+    tls::TlsFiles,
     wait::{free_ports, retry_on_port_race, wait_until},
 };
 
@@ -26,8 +27,12 @@ pub struct NatsServer {
     port: u16,
     http_port: u16,
     leaf_port: Option<u16>,
+    tls: Option<TlsFiles>,
     dir: TempDir,
 }
+
+/// The user and password of [`NatsServer::start_secure`].
+pub const NATS_USER: (&str, &str) = ("mesh", "mesh-secret");
 
 /// The hub leaf-node URL(s) a leaf connects to: one (`&str`, `&String`) or several
 /// (`&[String]`, `&Vec<String>`, e.g. [`NatsCluster::leaf_urls`]).
@@ -68,6 +73,8 @@ struct Launch {
     http_port: u16,
     leaf_port: Option<u16>,
     env: Vec<(&'static str, String)>,
+    /// TLS with certificates of a CA of its own, in the server's folder.
+    tls: bool,
 }
 
 /// `[a, b]`: nats-server parses a variable's value as a config value, so a list must be
@@ -88,6 +95,30 @@ impl NatsServer {
                 http_port: p[1],
                 leaf_port: None,
                 env: vec![],
+                tls: false,
+            })
+            .await
+        })
+        .await
+    }
+
+    /// A single JetStream server that takes clients only over TLS, with a client
+    /// certificate and as [`NATS_USER`] (`single-secure.conf`); certificates from a CA of its
+    /// own ([`NatsServer::tls_files`]), the server's for the name `localhost`.
+    pub async fn start_secure() -> Result<NatsServer> {
+        retry_on_port_race(async || {
+            let p = free_ports(2)?;
+            Self::spawn_ready(Launch {
+                config: "single-secure.conf",
+                role: "secure".into(),
+                port: p[0],
+                http_port: p[1],
+                leaf_port: None,
+                env: vec![
+                    ("MESH_USER", NATS_USER.0.to_owned()),
+                    ("MESH_PASSWORD", NATS_USER.1.to_owned()),
+                ],
+                tls: true,
             })
             .await
         })
@@ -106,6 +137,7 @@ impl NatsServer {
                 http_port: p[1],
                 leaf_port: Some(p[2]),
                 env: vec![("MESH_LEAF_PORT", p[2].to_string())],
+                tls: false,
             })
             .await
         })
@@ -132,6 +164,7 @@ impl NatsServer {
                     ("MESH_DOMAIN", domain.to_owned()),
                     ("MESH_HUB_LEAF_URLS", config_list(&urls)),
                 ],
+                tls: false,
             })
             .await
         })
@@ -154,6 +187,17 @@ impl NatsServer {
         let config = binaries::nats_config(launch.config)?;
         let name = format!("{}-{}", launch.role, launch.port);
         let mut env = launch.env;
+        let tls = if launch.tls {
+            let files = TlsFiles::generate(dir.path())?;
+            env.extend([
+                ("MESH_TLS_CERT", files.server_cert.display().to_string()),
+                ("MESH_TLS_KEY", files.server_key.display().to_string()),
+                ("MESH_TLS_CA", files.ca.display().to_string()),
+            ]);
+            Some(files)
+        } else {
+            None
+        };
         env.extend([
             ("MESH_NAME", name.clone()),
             ("MESH_HOST", "127.0.0.1".to_owned()),
@@ -176,6 +220,7 @@ impl NatsServer {
             port: launch.port,
             http_port: launch.http_port,
             leaf_port: launch.leaf_port,
+            tls,
             dir,
         })
     }
@@ -218,6 +263,19 @@ impl NatsServer {
     /// `nats://127.0.0.1:PORT`.
     pub fn client_url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// `tls://mesh:mesh-secret@localhost:PORT` of a [`NatsServer::start_secure`] server (the
+    /// name its certificate holds).
+    pub fn secure_url(&self) -> String {
+        let (user, password) = NATS_USER;
+        format!("tls://{user}:{password}@localhost:{}", self.port)
+    }
+
+    /// The certificates of a [`NatsServer::start_secure`] server: its CA, and a client
+    /// certificate it accepts.
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
     }
 
     /// The client port (the same after every restart).
@@ -301,6 +359,7 @@ impl NatsCluster {
                     ("MESH_CLUSTER_PORT", p[3].to_string()),
                     ("MESH_ROUTES", config_list(&routes)),
                 ],
+                tls: false,
             })?);
         }
         for node in &mut nodes {

@@ -124,7 +124,8 @@ fn log(prefix: &std::path::Path, name: &str) -> PathBuf {
 
 /// The version `nats` reports.
 async fn server_version(nats: &NatsServer) -> Result<String> {
-    let client = meshsync_nats::connect(&nats.client_url(), "meshsync bench").await?;
+    let client =
+        meshsync_nats::connect(&nats.client_url(), "meshsync bench", &Default::default()).await?;
     // The INFO of the server arrives with the connection; a flush waits for it.
     client.flush().await.context("reach nats-server")?;
     Ok(client.server_info().version)
@@ -152,7 +153,7 @@ fn write_config(
 /// states): until then it competes with B for the same cores, and B's catch-up time would
 /// measure A's backlog too. Returns the time waited.
 async fn wait_own_applied(nats_url: &str, agent: &mut AgentProc) -> Result<Duration> {
-    let client = meshsync_nats::connect(nats_url, "meshsync bench").await?;
+    let client = meshsync_nats::connect(nats_url, "meshsync bench", &Default::default()).await?;
     let consumer = apply_consumer(&PeerId::new("a")?);
     let started = Instant::now();
     loop {
