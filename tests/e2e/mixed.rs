@@ -15,7 +15,7 @@ use meshsync_e2e::{
 };
 use meshsync_testkit::{MariaDb, NatsServer, wait_until};
 
-use crate::support::{log_field, verify};
+use crate::support::{log_field, verify, wait_agent_started};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -73,7 +73,7 @@ impl Mixed {
             .filter_map(Option::as_ref)
             .collect();
         for a in agents {
-            wait_started(a).await;
+            wait_agent_started(a).await.unwrap();
         }
         mixed
     }
@@ -190,15 +190,6 @@ impl Mixed {
         assert!(ok, "verify across engines:\n{out}");
         assert!(out.contains("identical on p, m1, m2"), "{out}");
     }
-}
-
-async fn wait_started(agent: &Agent) {
-    wait_until("agent started", Duration::from_secs(60), || async {
-        let log = agent.log();
-        (log.contains("capture started") && log.contains("apply started")).then_some(())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}; log:\n{}", agent.log()));
 }
 
 #[tokio::test]

@@ -67,21 +67,11 @@ impl Mesh {
     /// Waits until peer `i`'s agent logs that capture and apply run.
     pub async fn wait_started(&self, i: usize) -> Result<()> {
         let peer = &self.peers[i];
-        wait_until(
-            &format!("agent {} to start", peer.id),
-            Duration::from_secs(60),
-            || async {
-                let log = peer.agent.as_ref().map(|a| a.log()).unwrap_or_default();
-                (log.contains("capture started") && log.contains("apply started")).then_some(())
-            },
-        )
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{e}; log:\n{}",
-                peer.agent.as_ref().map(|a| a.log()).unwrap_or_default()
-            )
-        })
+        let agent = peer
+            .agent
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("peer {} has no agent", peer.id))?;
+        wait_agent_started(agent).await
     }
 
     /// Waits until every peer's consumer has applied everything on the stream.
@@ -187,6 +177,16 @@ impl Mesh {
         }
         expected
     }
+}
+
+/// Waits until `agent` logs that capture and apply run (its log is in the error otherwise).
+pub async fn wait_agent_started(agent: &meshsync_e2e::agent::Agent) -> Result<()> {
+    wait_until("agent to start", Duration::from_secs(60), || async {
+        let log = agent.log();
+        (log.contains("capture started") && log.contains("apply started")).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", agent.log()))
 }
 
 /// Runs `meshsync verify` on the configs: (exit status 0, stdout).

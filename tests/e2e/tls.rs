@@ -2,14 +2,16 @@
 //! client certificate (capture's replication connection, apply's and set-up's sessions, and
 //! `verify`, all from the one URL), in a mesh with a plain peer, both agents on a NATS server
 //! that wants TLS, a client certificate and a password: writes flow both ways, `verify`
-//! reports the two identical, and `meshsync conflicts` reads the secured server too.
+//! reports the two identical, and `meshsync conflicts` reads the secured server too. And a
+//! MariaDB peer behind TLS (`VERIFY_IDENTITY`, a client certificate; its binlog connection
+//! too) replicating with such a PostgreSQL peer.
 
 use std::time::Duration;
 
-use meshsync_e2e::peer::Peer;
-use meshsync_testkit::NatsServer;
+use meshsync_e2e::{maria_peer::MariaPeer, peer::Peer};
+use meshsync_testkit::{NatsServer, wait_until};
 
-use crate::support::{Mesh, verify};
+use crate::support::{Mesh, verify, wait_agent_started};
 
 #[tokio::test]
 async fn a_peer_behind_tls_with_a_client_certificate_replicates_both_ways() {
@@ -161,4 +163,44 @@ async fn a_nats_server_that_refuses_the_agent_stops_it_naming_the_fix() {
         err.contains("NATS refused") && err.contains("password") && !err.contains("guess"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_mariadb_peer_behind_tls_replicates_with_a_postgres_peer_behind_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start_single().await.unwrap();
+    let url = nats.client_url();
+    let mut pg = Peer::start_tls("p", &url, dir.path()).await.unwrap();
+    let mut maria = MariaPeer::start_tls("m", &url, dir.path()).await.unwrap();
+    pg.start_agent().unwrap();
+    maria.start_agent().unwrap();
+    for agent in [&pg.agent, &maria.agent] {
+        wait_agent_started(agent.as_ref().unwrap()).await.unwrap();
+    }
+    let mut c = pg.connect().await.unwrap();
+    sqlx::query("INSERT INTO public.items (id, v) VALUES (1, 'from p')")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let mut c = maria.connect().await.unwrap();
+    sqlx::query("INSERT INTO public.items (id, v) VALUES (2, 'from m')")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let both = vec![
+        (1, "from p".to_owned(), None),
+        (2, "from m".to_owned(), None),
+    ];
+    wait_until(
+        "both rows on both peers",
+        Duration::from_secs(30),
+        || async {
+            let (p, m) = (pg.rows().await.ok()?, maria.rows().await.ok()?);
+            (p == both && m == both).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let (same, out) = verify(&[pg.config.clone(), maria.config.clone()]);
+    assert!(same, "verify over TLS on both engines: {out}");
 }

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use meshsync_testkit::MariaDb;
 use sqlx::{Connection, MySqlConnection, Row};
 
@@ -37,6 +37,26 @@ impl MariaPeer {
         let mut c = db.connect("public").await?;
         sqlx::raw_sql(TABLE_DDL).execute(&mut c).await?;
         let url = db.url("public");
+        Self::configured(id, nats_url, dir, Some(db), url)
+    }
+
+    /// As [`MariaPeer::start`], on a MariaDB that takes TCP only over TLS
+    /// ([`MariaDb::start_tls`]): the agent connects as the certificate user with its client
+    /// certificate and checks the server's certificate and name (`VERIFY_IDENTITY`).
+    pub async fn start_tls(id: &str, nats_url: &str, dir: &std::path::Path) -> Result<MariaPeer> {
+        let db = MariaDb::start_tls().await?;
+        db.create_database("public").await?;
+        let mut c = db.connect("public").await?;
+        sqlx::raw_sql(TABLE_DDL).execute(&mut c).await?;
+        let tls = db.tls_files().context("a TLS server has certificates")?;
+        let url = format!(
+            "mysql://{}@localhost:{}/public?ssl-mode=VERIFY_IDENTITY&ssl-ca={}&ssl-cert={}&ssl-key={}",
+            meshsync_testkit::CERT_USER,
+            db.port(),
+            tls.ca.display(),
+            tls.client_cert.display(),
+            tls.client_key.display()
+        );
         Self::configured(id, nats_url, dir, Some(db), url)
     }
 

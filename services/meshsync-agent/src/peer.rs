@@ -210,6 +210,15 @@ where
         {
             return Err(err);
         }
+        if err
+            .downcast_ref::<meshsync_mariadb::MariaDbError>()
+            .is_some_and(meshsync_mariadb::MariaDbError::is_tls_failure)
+        {
+            return Err(err.context(
+                "TLS to the database failed: check ssl-mode, ssl-ca, ssl-cert and ssl-key in \
+                 database.url (docs/mariadb.md)",
+            ));
+        }
         if started.elapsed() > Duration::from_secs(30) {
             attempt = 0;
         }

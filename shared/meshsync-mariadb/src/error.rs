@@ -133,11 +133,18 @@ impl MariaDbError {
         move |source| MariaDbError::Binlog { what, source }
     }
 
+    /// Whether the binlog connection could not have the TLS `ssl-mode` asks for: only a
+    /// change of configuration cures it.
+    pub fn is_tls_failure(&self) -> bool {
+        matches!(self, MariaDbError::Binlog { source, .. } if crate::source::is_binlog_tls_failure(source))
+    }
+
     /// Whether a retry (reconnect, resume from the last state) may cure it.
     pub fn is_transient(&self) -> bool {
         match self {
             MariaDbError::Query { source, .. } => is_transient_sqlx(source),
             MariaDbError::Binlog { source, .. } => match source {
+                e if crate::source::is_binlog_tls_failure(e) => false,
                 mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => true,
                 // Server shutdown, connection killed, server gone away, lost connection.
                 mysql_async::Error::Server(e) => [1053, 1927, 2006, 2013].contains(&e.code),

@@ -20,4 +20,5 @@ mod setup;
 mod sink;
 mod sink_fresh;
 mod sink_txn;
+mod tls;
 mod verify;

@@ -15,6 +15,7 @@ use tempfile::TempDir;
 use crate::{
     binaries,
     process::{Server, is_root},
+    tls::{CERT_USER, TlsFiles},
     wait::{free_port, retry_on_port_race},
 };
 
@@ -31,6 +32,7 @@ pub struct MariaDb {
     server: Server,
     port: u16,
     server_id: u32,
+    tls: Option<TlsFiles>,
     dir: TempDir,
 }
 
@@ -44,6 +46,28 @@ impl MariaDb {
     /// As [`MariaDb::start`], with extra `mariadbd` arguments after the defaults (the later
     /// setting wins, e.g. `--binlog-format=STATEMENT` for a test of a misconfigured server).
     pub async fn start_with(extra: &[&str]) -> Result<MariaDb> {
+        Self::launch(extra, false).await
+    }
+
+    /// A server that takes TCP connections only over TLS (`require_secure_transport`), with
+    /// certificates from a CA of its own ([`MariaDb::tls_files`]); user [`CERT_USER`] (all
+    /// privileges) must present its client certificate.
+    pub async fn start_tls() -> Result<MariaDb> {
+        let db = Self::launch(&[], true).await?;
+        let mut c = db.connect("mysql").await?;
+        for sql in [
+            format!("CREATE USER {CERT_USER}@'%' REQUIRE SUBJECT '/CN={CERT_USER}'"),
+            format!("GRANT ALL ON *.* TO {CERT_USER}@'%' WITH GRANT OPTION"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut c)
+                .await
+                .context("create the certificate user")?;
+        }
+        Ok(db)
+    }
+
+    async fn launch(extra: &[&str], tls: bool) -> Result<MariaDb> {
         let root = is_root();
         let dir = tempfile::Builder::new()
             .prefix("meshsync-mariadb-")
@@ -76,7 +100,19 @@ impl MariaDb {
         let bin = binaries::mariadb("mariadbd")?;
         let base = dir.path().to_owned();
         let log = base.join("mariadb.log");
-        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let mut extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let tls = if tls {
+            let files = TlsFiles::generate(dir.path())?;
+            extra.extend([
+                format!("--ssl-cert={}", files.server_cert.display()),
+                format!("--ssl-key={}", files.server_key.display()),
+                format!("--ssl-ca={}", files.ca.display()),
+                "--require-secure-transport=ON".to_owned(),
+            ]);
+            Some(files)
+        } else {
+            None
+        };
         let mut dir = Some(dir);
         retry_on_port_race(async || {
             let port = free_port()?;
@@ -128,6 +164,7 @@ impl MariaDb {
                 server,
                 port,
                 server_id,
+                tls: tls.clone(),
                 dir,
             })
         })
@@ -137,6 +174,11 @@ impl MariaDb {
     /// `mysql://root@127.0.0.1:PORT/db`.
     pub fn url(&self, db: &str) -> String {
         format!("mysql://root@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// The certificates of a server started by [`MariaDb::start_tls`].
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
     }
 
     /// The port (the same after every restart).

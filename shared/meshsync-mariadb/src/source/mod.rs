@@ -10,6 +10,7 @@
 //! - [`resume`]: [`ResumePoint`], the GTID state and HLC capture resumes from, kept in
 //!   `meshsync.capture_state`.
 
+mod binlog_opts;
 pub mod gtid;
 pub mod gtid_set;
 mod guard;
@@ -20,6 +21,8 @@ pub mod resume;
 pub mod row;
 pub mod stream;
 
+pub use binlog_opts::binlog_opts;
+pub(crate) use binlog_opts::is_tls_failure as is_binlog_tls_failure;
 pub use gtid::{Gtid, GtidState};
 pub use gtid_set::GtidSet;
 pub use resume::ResumePoint;

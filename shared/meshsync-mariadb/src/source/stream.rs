@@ -10,7 +10,7 @@ use std::{
 
 use futures::StreamExt;
 use mysql_async::{
-    BinlogStream, BinlogStreamRequest, Conn, Opts,
+    BinlogStream, BinlogStreamRequest, Conn,
     binlog::events::{Event, EventData, OptionalMetaExtractor, RowsEventData},
     prelude::Queryable,
 };
@@ -205,7 +205,15 @@ impl MariaDbSource {
             }
         };
         let tables = catalog::load_as(&mut sql, flavour, &config.tables).await?;
-        let opts = Opts::from_url(&config.url).map_err(|e| MariaDbError::Url(e.to_string()))?;
+        // `ssl-mode=PREFERRED` (the default): TLS for the binlog connection when the session
+        // got it. SHOW, since MySQL 8 has no information_schema.SESSION_STATUS.
+        let (_, session_cipher): (String, String) =
+            sqlx::query_as("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+                .fetch_optional(&mut sql)
+                .await
+                .map_err(MariaDbError::query("read the session's TLS cipher"))?
+                .unwrap_or_default();
+        let opts = super::binlog_opts::binlog_opts(&config.url, !session_cipher.is_empty())?;
         let mut conn = Conn::new(opts)
             .await
             .map_err(MariaDbError::binlog("connect"))?;
