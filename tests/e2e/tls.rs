@@ -101,31 +101,43 @@ async fn a_peer_behind_tls_with_a_client_certificate_replicates_both_ways() {
     );
 }
 
+/// Runs an agent on `config` that must stop by itself; its stderr.
+async fn failed_run(config: &std::path::Path) -> String {
+    let run = tokio::process::Command::new(meshsync_e2e::agent::binary().unwrap())
+        .args(["run", "--config"])
+        .arg(config)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the agent should stop, not retry what only configuration can mend")
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the agent must not run: {err}");
+    err
+}
+
 #[tokio::test]
-async fn a_host_not_in_the_certificate_stops_the_agent_naming_the_fix() {
+async fn a_host_not_in_the_certificate_or_a_missing_file_stops_the_agent_naming_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let nats = NatsServer::start_single().await.unwrap();
     let peer = Peer::start_tls("a", &nats.client_url(), dir.path())
         .await
         .unwrap();
+    let good = std::fs::read_to_string(&peer.config).unwrap();
     // The certificate names `localhost`, not `127.0.0.1`.
-    let config = std::fs::read_to_string(&peer.config)
-        .unwrap()
-        .replace("@localhost:", "@127.0.0.1:");
-    std::fs::write(&peer.config, config).unwrap();
-    let run = tokio::process::Command::new(meshsync_e2e::agent::binary().unwrap())
-        .args(["run", "--config"])
-        .arg(&peer.config)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the agent should stop, not retry a certificate forever")
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the agent must not run: {err}");
+    std::fs::write(&peer.config, good.replace("@localhost:", "@127.0.0.1:")).unwrap();
+    let err = failed_run(&peer.config).await;
     assert!(
         err.contains("TLS") && err.contains("certificate") && err.contains("sslrootcert"),
+        "{err}"
+    );
+    // A root certificate file that is not there (sqlx alone would report a bare "not found").
+    let ca = peer.pg.tls_files().unwrap().ca.display().to_string();
+    std::fs::write(&peer.config, good.replace(&ca, "/nonexistent/ca.crt")).unwrap();
+    let err = failed_run(&peer.config).await;
+    assert!(
+        err.contains("sslrootcert") && err.contains("/nonexistent/ca.crt"),
         "{err}"
     );
 }
@@ -148,17 +160,7 @@ async fn a_nats_server_that_refuses_the_agent_stops_it_naming_the_fix() {
         ),
     );
     std::fs::write(&peer.config, config).unwrap();
-    let run = tokio::process::Command::new(meshsync_e2e::agent::binary().unwrap())
-        .args(["run", "--config"])
-        .arg(&peer.config)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the agent should stop, not wait for a server that refuses it")
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the agent must not run: {err}");
+    let err = failed_run(&peer.config).await;
     assert!(
         err.contains("NATS refused") && err.contains("password") && !err.contains("guess"),
         "{err}"

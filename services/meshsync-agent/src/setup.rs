@@ -41,7 +41,14 @@ enum CaptureKind {
 /// Checks and prepares a PostgreSQL database (idempotent).
 pub async fn postgres(url: &str, peer: &PeerId, tables: &[TableName]) -> Result<Prepared> {
     let names = meshsync_pg::setup::Names::for_peer(peer);
-    let mut conn = retry(|| sqlx::PgConnection::connect(url)).await?;
+    let parts = meshsync_pg::source::stream::ConnParts::from_url(url)?;
+    // Certificate files and modes are checked before connecting: sqlx reports a missing file
+    // as a bare I/O error, which would be retried as an unreachable database.
+    parts
+        .tls
+        .check()
+        .map_err(|e| meshsync_pg::PgError::Url(e.to_string()))?;
+    let mut conn = retry(|| sqlx::PgConnection::connect(url), PG_TLS_HINT).await?;
     meshsync_pg::setup::prepare(&mut conn, &names, tables).await?;
     let shapes = meshsync_pg::catalog::load(&mut conn, tables).await?;
     let columns = shapes
@@ -62,7 +69,7 @@ pub async fn postgres(url: &str, peer: &PeerId, tables: &[TableName]) -> Result<
         columns,
         capture: CaptureKind::Postgres {
             url: url.to_owned(),
-            parts: meshsync_pg::source::stream::ConnParts::from_url(url)?,
+            parts,
             names,
             tables: shapes,
         },
@@ -71,7 +78,9 @@ pub async fn postgres(url: &str, peer: &PeerId, tables: &[TableName]) -> Result<
 
 /// Checks (binlog settings) and prepares a MariaDB server (idempotent).
 pub async fn mariadb(url: &str, tables: &[TableName]) -> Result<Prepared> {
-    let mut conn = retry(|| sqlx::MySqlConnection::connect(url)).await?;
+    // The URL's TLS parameters and certificate files, as the binlog connection will read them.
+    meshsync_mariadb::source::binlog_opts(url, false)?;
+    let mut conn = retry(|| sqlx::MySqlConnection::connect(url), MARIADB_TLS_HINT).await?;
     meshsync_mariadb::check::check(&mut conn).await?;
     meshsync_mariadb::setup::prepare(&mut conn).await?;
     let shapes = meshsync_mariadb::catalog::load(&mut conn, tables).await?;
@@ -163,9 +172,19 @@ pub fn is_transient(e: &anyhow::Error) -> bool {
     })
 }
 
+/// What to check when TLS to a PostgreSQL database fails.
+const PG_TLS_HINT: &str = "TLS to the database failed: check sslmode, sslrootcert, sslcert and \
+     sslkey in database.url (verify-full also wants the URL's host among the names in the \
+     server's certificate; docs/configuration.md)";
+
+/// What to check when TLS to a MariaDB or MySQL database fails.
+const MARIADB_TLS_HINT: &str = "TLS to the database failed: check ssl-mode, ssl-ca, ssl-cert \
+     and ssl-key in database.url (VERIFY_IDENTITY also wants the URL's host among the names in \
+     the server's certificate; docs/mariadb.md)";
+
 /// Connects, retrying for a while: the database may still be starting. TLS that cannot be
-/// had is not retried: only the configuration can change that.
-async fn retry<C, F, Fut>(connect: F) -> Result<C>
+/// had is not retried (`tls_hint` says what to check): only the configuration can change that.
+async fn retry<C, F, Fut>(connect: F, tls_hint: &'static str) -> Result<C>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<C, sqlx::Error>>,
@@ -174,13 +193,7 @@ where
     loop {
         match connect().await {
             Ok(c) => return Ok(c),
-            Err(e) if is_tls_failure(&e) => {
-                return Err(e).context(
-                    "TLS to the database failed: check sslmode, sslrootcert, sslcert and sslkey \
-                     in database.url (verify-full also wants the URL's host among the names in \
-                     the server's certificate; docs/configuration.md)",
-                );
-            }
+            Err(e) if is_tls_failure(&e) => return Err(e).context(tls_hint),
             Err(e) if attempt < 30 => {
                 attempt += 1;
                 info!(error = %e, "database not reachable yet, retrying");

@@ -8,12 +8,13 @@ pub enum NatsError {
     /// No connection to the servers.
     #[error("cannot connect to NATS; check nats.url and that the server runs")]
     Connect(#[source] async_nats::ConnectError),
-    /// The server refused this client: TLS that did not pass, or credentials it does not
-    /// accept. Retrying cannot cure it.
+    /// The server refused this client, or TLS could not be set up: a certificate that did
+    /// not pass either way, credentials it does not accept, a certificate file that does not
+    /// parse. Retrying cannot cure it.
     #[error(
-        "NATS refused the connection: check the user, password or token in nats.url and \
-         nats.tls_ca_file, nats.tls_cert_file, nats.tls_key_file (a tls:// URL's host must be a \
-         name in the server's certificate)"
+        "NATS refused the connection, or TLS to it could not be set up: check the user, \
+         password or token in nats.url and nats.tls_ca_file, nats.tls_cert_file, \
+         nats.tls_key_file (a tls:// URL's host must be a name in the server's certificate)"
     )]
     Refused(#[source] async_nats::ConnectError),
     /// A certificate file named in the configuration cannot be read.

@@ -105,3 +105,22 @@ async fn a_certificate_file_that_cannot_be_read_is_named() {
     );
     assert!(e.to_string().contains("missing-ca.crt"), "{e}");
 }
+
+#[tokio::test]
+async fn a_refusal_after_waiting_for_the_server_is_still_told() {
+    let mut nats = NatsServer::start_secure().await.unwrap();
+    let files = nats.tls_files().unwrap().clone();
+    let wrong = nats.secure_url().replace("mesh-secret", "guess");
+    nats.stop().unwrap();
+    // The server is down: connect waits for it...
+    let waiting = tokio::spawn(async move { connect(&wrong, &full(&files)).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!waiting.is_finished(), "connect should wait for a server that is down");
+    // ...and once it answers, its refusal ends the wait.
+    nats.restart().await.unwrap();
+    match waiting.await.unwrap() {
+        Err(NatsError::Refused(_)) => {}
+        Err(e) => panic!("want Refused, got {e}"),
+        Ok(_) => panic!("the server should refuse a wrong password"),
+    }
+}

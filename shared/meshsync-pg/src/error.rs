@@ -101,23 +101,19 @@ impl PgError {
 
 /// Whether a driver error (of any engine: sqlx's error is shared) is TLS that could not be
 /// had: a certificate that did not pass (sqlx reports a failed handshake as an I/O error
-/// around rustls's) or a server without TLS where `sslmode` requires it. Only a change of
-/// configuration cures it.
+/// around rustls's) or a server without TLS where `sslmode` requires it. Set-up stops on it
+/// (only a change of configuration cures it); a running agent retries it like any lost
+/// connection (a renewed certificate mends it).
 pub fn is_tls_failure(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Tls(_) => true,
-        sqlx::Error::Io(io) => io
-            .get_ref()
-            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        sqlx::Error::Io(io) => crate::source::tls::wraps_rustls(io),
         _ => false,
     }
 }
 
 /// Connection loss, shutdown, resource exhaustion, serialization failures, deadlocks.
 pub fn is_transient_sqlx(e: &sqlx::Error) -> bool {
-    if is_tls_failure(e) {
-        return false;
-    }
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut

@@ -1,14 +1,16 @@
 //! The binlog connection's options, from the one `database.url` that sqlx's sessions read too.
 //!
-//! mysql_async (the binlog client) refuses URL parameters it does not know and reads no TLS
-//! settings from a URL. So sqlx's own parameters are taken out, and TLS is set as sqlx sets
-//! it for the sessions, so one URL behaves one way:
+//! mysql_async (the binlog client) refuses URL parameters it does not know and has TLS
+//! parameters of its own that sqlx does not read. So sqlx's own parameters are taken out,
+//! mysql_async's TLS ones refused, and TLS set as sqlx sets it for the sessions:
 //! - `ssl-mode=DISABLED`: no TLS;
 //! - `PREFERRED` (the default): TLS when the server offers it (the binlog connection does
 //!   what the session opened first did), the certificate not checked;
 //! - `REQUIRED`: TLS or no connection, the certificate not checked;
-//! - `VERIFY_CA`: the certificate must chain to `ssl-ca` (or a CA the system trusts);
-//! - `VERIFY_IDENTITY`: that, and the URL's host must be a name in it.
+//! - `VERIFY_CA`: the certificate must chain to `ssl-ca` (required: sqlx's sessions would
+//!   also take any certificate from a CA the system trusts, for any host);
+//! - `VERIFY_IDENTITY`: the certificate must chain to `ssl-ca` (without it, to the CAs
+//!   mysql_async has built in, Mozilla's), and the URL's host must be a name in it.
 //!
 //! `ssl-cert` and `ssl-key` give a client certificate (for `REQUIRE X509` / `SUBJECT` users).
 
@@ -18,6 +20,15 @@ use mysql_async::{ClientIdentity, Opts, OptsBuilder, SslOpts};
 use sqlx::mysql::MySqlSslMode;
 
 use crate::error::MariaDbError;
+
+/// mysql_async's own TLS parameters: sqlx ignores them, so they would make the binlog
+/// connection behave unlike the sessions.
+const MYSQL_ASYNC_TLS: [&str; 4] = [
+    "require_ssl",
+    "verify_ca",
+    "verify_identity",
+    "built_in_roots",
+];
 
 /// sqlx's parameters that mysql_async does not know, besides the TLS ones.
 const SQLX_ONLY: [&str; 5] = [
@@ -62,6 +73,12 @@ pub(crate) fn split(url: &str) -> Result<(String, Tls), MariaDbError> {
             "ssl-cert" | "sslcert" => cert = Some(PathBuf::from(&*value)),
             "ssl-key" | "sslkey" => key = Some(PathBuf::from(&*value)),
             other if SQLX_ONLY.contains(&other) => {}
+            other if MYSQL_ASYNC_TLS.contains(&other) => {
+                return Err(MariaDbError::Url(format!(
+                    "{other} is not read by every connection of the agent: use ssl-mode \
+                     (DISABLED, PREFERRED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY)"
+                )));
+            }
             _ => kept.push((name.into_owned(), value.into_owned())),
         }
     }
@@ -74,6 +91,24 @@ pub(crate) fn split(url: &str) -> Result<(String, Tls), MariaDbError> {
             ));
         }
     };
+    if matches!(tls.mode, MySqlSslMode::VerifyCa) && tls.ca.is_none() {
+        return Err(MariaDbError::Url(
+            "ssl-mode=VERIFY_CA needs ssl-ca: without it any certificate from a CA the system \
+             trusts would pass, for any host; give ssl-ca, or use VERIFY_IDENTITY"
+                .into(),
+        ));
+    }
+    // Named here rather than as a bare "not found" from a connection retried as unreachable.
+    let files = tls.ca.iter().map(|p| ("ssl-ca", p)).chain(
+        tls.client
+            .iter()
+            .flat_map(|(c, k)| [("ssl-cert", c), ("ssl-key", k)]),
+    );
+    for (parameter, path) in files {
+        std::fs::File::open(path).map_err(|e| {
+            MariaDbError::Url(format!("{parameter}: cannot read {}: {e}", path.display()))
+        })?;
+    }
     if kept.is_empty() {
         parsed.set_query(None);
     } else {
@@ -115,9 +150,11 @@ pub fn binlog_opts(url: &str, session_tls: bool) -> Result<Opts, MariaDbError> {
         .into())
 }
 
-/// `ssl-ca` beside the CAs the system trusts.
+/// `ssl-ca` alone when given, else mysql_async's built-in CAs.
 fn roots(tls: &Tls) -> SslOpts {
-    SslOpts::default().with_root_certs(tls.ca.iter().map(|ca| ca.clone().into()).collect())
+    SslOpts::default()
+        .with_root_certs(tls.ca.iter().map(|ca| ca.clone().into()).collect())
+        .with_disable_built_in_roots(tls.ca.is_some())
 }
 
 /// Whether a binlog-connection error is TLS that could not be had (a certificate that did not
@@ -139,20 +176,45 @@ mod tests {
 
     #[test]
     fn sqlx_parameters_are_taken_out_and_the_rest_kept() {
-        let (url, tls) = split(
-            "mysql://u:p@h:3306/app?ssl-mode=verify_identity&ssl-ca=/ca.pem&charset=utf8mb4\
-             &ssl-cert=/c.pem&ssl-key=/k.pem&tcp_keepalive=10000",
-        )
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "").unwrap();
+            path.display().to_string()
+        };
+        let (ca, cert, key) = (file("ca.pem"), file("c.pem"), file("k.pem"));
+        let (url, tls) = split(&format!(
+            "mysql://u:p@h:3306/app?ssl-mode=verify_identity&ssl-ca={ca}&charset=utf8mb4\
+             &ssl-cert={cert}&ssl-key={key}&tcp_keepalive=10000"
+        ))
         .unwrap();
         assert_eq!(url, "mysql://u:p@h:3306/app?tcp_keepalive=10000");
         assert!(matches!(tls.mode, MySqlSslMode::VerifyIdentity));
-        assert_eq!(tls.ca, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(tls.ca, Some(PathBuf::from(&ca)));
         assert!(tls.client.is_some());
         let (url, tls) = split("mysql://h/app?timezone=%2B00:00").unwrap();
         assert_eq!(url, "mysql://h/app");
         assert!(matches!(tls.mode, MySqlSslMode::Preferred));
         assert!(split("mysql://h/app?ssl-mode=always").is_err());
         assert!(split("mysql://h/app?ssl-cert=/c.pem").is_err());
+        // mysql_async's own TLS switches, which the sessions would not follow.
+        let e = split("mysql://h/app?require_ssl=true")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("use ssl-mode"), "{e}");
+        // A missing file is named.
+        let e = split("mysql://h/app?ssl-mode=VERIFY_IDENTITY&ssl-ca=/nonexistent/ca.pem")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ssl-ca") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
+        // VERIFY_CA without its CA.
+        let e = split("mysql://h/app?ssl-mode=VERIFY_CA")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("VERIFY_CA needs ssl-ca"), "{e}");
     }
 
     #[test]

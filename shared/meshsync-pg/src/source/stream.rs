@@ -104,7 +104,7 @@ impl ConnParts {
             },
             password: url.password().map(decode).unwrap_or_default(),
             database: decode(url.path().trim_start_matches('/')),
-            tls: Box::default(),
+            tls: Box::new(TlsOptions::from_env()),
         };
         for (key, value) in url.query_pairs() {
             match &*key {

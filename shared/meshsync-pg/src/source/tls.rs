@@ -5,8 +5,10 @@
 //! - `disable`, `allow`: no TLS;
 //! - `prefer` (the default): TLS when the server offers it, the certificate not checked;
 //! - `require`: TLS or no connection, the certificate not checked;
-//! - `verify-ca`: the certificate must chain to `sslrootcert` (the system's roots without it);
-//! - `verify-full`: that, and the URL's host must be a name in the certificate.
+//! - `verify-ca`: the certificate must chain to `sslrootcert` (required: without it any
+//!   certificate from a CA the system trusts would pass, for any host);
+//! - `verify-full`: the certificate must chain to `sslrootcert` (the system's CAs without
+//!   it), and the URL's host must be a name in it.
 //!
 //! Over a Unix socket there is no TLS, as in libpq.
 
@@ -29,23 +31,23 @@ use tokio::{
 
 use super::replication::ReplicationError;
 
-/// TLS settings of one database URL.
-#[derive(Clone, Debug)]
+/// TLS settings of one database URL. The default is `prefer` with no certificates.
+#[derive(Clone, Debug, Default)]
 pub struct TlsOptions {
     /// `sslmode`.
     pub mode: PgSslMode,
-    /// `sslrootcert`: a PEM file, or PEM text itself.
+    /// `sslrootcert`: a PEM file.
     pub root_cert: Option<String>,
-    /// `sslcert`: the client's certificate (PEM file or text), for `cert` authentication.
+    /// `sslcert`: the client's certificate (PEM file), for `cert` authentication.
     pub client_cert: Option<String>,
-    /// `sslkey`: the client certificate's key (PEM file or text).
+    /// `sslkey`: the client certificate's key (PEM file).
     pub client_key: Option<String>,
 }
 
-impl Default for TlsOptions {
-    /// What sqlx does without parameters: `PGSSLMODE` and friends from the environment,
-    /// else `prefer`.
-    fn default() -> TlsOptions {
+impl TlsOptions {
+    /// What sqlx starts from before a URL's parameters: `PGSSLMODE`, `PGSSLROOTCERT`,
+    /// `PGSSLCERT`, `PGSSLKEY` from the environment, else `prefer`.
+    pub fn from_env() -> TlsOptions {
         let var = |name| std::env::var(name).ok();
         TlsOptions {
             mode: var("PGSSLMODE")
@@ -54,6 +56,16 @@ impl Default for TlsOptions {
             root_cert: var("PGSSLROOTCERT"),
             client_cert: var("PGSSLCERT"),
             client_key: var("PGSSLKEY"),
+        }
+    }
+
+    /// Checks the settings and reads the certificate files, as a connection would: a set-up
+    /// calls it before connecting, so that a typo is named at once rather than retried as an
+    /// unreachable database (sqlx reports a missing file as a bare I/O error).
+    pub fn check(&self) -> Result<(), ReplicationError> {
+        match self.mode {
+            PgSslMode::Disable | PgSslMode::Allow => Ok(()),
+            _ => client_config(self).map(drop),
         }
     }
 }
@@ -148,13 +160,18 @@ fn handshake_error(e: std::io::Error, host: &str, mode: PgSslMode) -> Replicatio
             "; sslmode=verify-full wants a certificate signed by sslrootcert (or a CA the \
              system trusts) with the URL's host among its names"
         }
-        (rustls::Error::InvalidCertificate(_), _) => {
-            "; sslmode=verify-ca wants a certificate signed by sslrootcert (or a CA the system \
-             trusts)"
+        (rustls::Error::InvalidCertificate(_), PgSslMode::VerifyCa) => {
+            "; sslmode=verify-ca wants a certificate signed by sslrootcert"
         }
         _ => "",
     };
     ReplicationError::Tls(format!("handshake with {host} failed: {tls}{hint}"))
+}
+
+/// Whether an I/O error is rustls's (a handshake or certificate failure), as sqlx and
+/// tokio-rustls report them.
+pub(crate) fn wraps_rustls(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
 }
 
 /// The rustls configuration for `options`.
@@ -163,6 +180,13 @@ fn client_config(options: &TlsOptions) -> Result<ClientConfig, ReplicationError>
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| ReplicationError::Tls(e.to_string()))?;
+    if matches!(options.mode, PgSslMode::VerifyCa) && options.root_cert.is_none() {
+        return Err(ReplicationError::Tls(
+            "sslmode=verify-ca needs sslrootcert: without it any certificate from a CA the \
+             system trusts would pass, for any host; give sslrootcert, or use verify-full"
+                .into(),
+        ));
+    }
     let builder = match options.mode {
         PgSslMode::VerifyCa | PgSslMode::VerifyFull => {
             let verifier = WebPkiServerVerifier::builder_with_provider(
@@ -209,20 +233,15 @@ fn roots(root_cert: Option<&str>) -> Result<RootCertStore, ReplicationError> {
     if added == 0 {
         return Err(ReplicationError::Tls(match root_cert {
             Some(_) => "sslrootcert holds no usable CA certificate".into(),
-            None => "sslmode verify-ca and verify-full need sslrootcert (the CA's certificate, \
-                     PEM), and the system has no CA certificates either"
+            None => "sslmode=verify-full without sslrootcert checks against the system's CAs, \
+                     and the system has none: give sslrootcert (the CA's certificate, PEM)"
                 .into(),
         }));
     }
     Ok(store)
 }
 
-/// Whether a parameter holds PEM text itself rather than a file's path (as sqlx reads it).
-fn is_inline(source: &str) -> bool {
-    source.trim_start().starts_with("-----BEGIN ")
-}
-
-/// The certificates of a PEM file or text.
+/// The certificates of a PEM file.
 fn pem_certs(
     source: &str,
     parameter: &str,
@@ -230,16 +249,10 @@ fn pem_certs(
     let bad = |e: rustls::pki_types::pem::Error| {
         ReplicationError::Tls(format!("cannot read {parameter} {source:?}: {e}"))
     };
-    let certs: Vec<CertificateDer<'static>> = if is_inline(source) {
-        CertificateDer::pem_slice_iter(source.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(bad)?
-    } else {
-        CertificateDer::pem_file_iter(source)
-            .map_err(bad)?
-            .collect::<Result<_, _>>()
-            .map_err(bad)?
-    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(source)
+        .map_err(bad)?
+        .collect::<Result<_, _>>()
+        .map_err(bad)?;
     if certs.is_empty() {
         return Err(ReplicationError::Tls(format!(
             "{parameter} {source:?} holds no PEM certificate"
@@ -248,15 +261,10 @@ fn pem_certs(
     Ok(certs)
 }
 
-/// The private key of a PEM file or text; never echoes the text.
+/// The private key of a PEM file.
 fn pem_key(source: &str) -> Result<PrivateKeyDer<'static>, ReplicationError> {
-    if is_inline(source) {
-        PrivateKeyDer::from_pem_slice(source.as_bytes())
-            .map_err(|e| ReplicationError::Tls(format!("cannot read sslkey (inline PEM): {e}")))
-    } else {
-        PrivateKeyDer::from_pem_file(source)
-            .map_err(|e| ReplicationError::Tls(format!("cannot read sslkey {source:?}: {e}")))
-    }
+    PrivateKeyDer::from_pem_file(source)
+        .map_err(|e| ReplicationError::Tls(format!("cannot read sslkey {source:?}: {e}")))
 }
 
 /// `verify-ca`: the chain is checked, the name is not.
@@ -398,6 +406,18 @@ mod tests {
         o.root_cert = Some(file.path().display().to_string());
         let e = client_config(&o).unwrap_err().to_string();
         assert!(e.contains("no PEM certificate"), "{e}");
+    }
+
+    #[test]
+    fn verify_ca_without_a_root_certificate_is_refused() {
+        let e = options(PgSslMode::VerifyCa)
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("verify-ca needs sslrootcert"), "{e}");
+        // verify-full checks the name, so the system's CAs are a sound default there.
+        assert!(options(PgSslMode::VerifyFull).check().is_ok());
+        assert!(options(PgSslMode::Disable).check().is_ok());
     }
 
     #[test]
