@@ -60,8 +60,6 @@ CREATE TABLE IF NOT EXISTS meshsync.row_state (
     deleted_at bigint,
     PRIMARY KEY (tbl, pk)
 );
-CREATE INDEX IF NOT EXISTS row_state_deleted_at ON meshsync.row_state (deleted_at)
-    WHERE deleted_at IS NOT NULL;
 -- Per table, the form its row_state keys are stored in (apply::key); none = texts.
 CREATE TABLE IF NOT EXISTS meshsync.key_form (
     tbl text COLLATE \"C\" PRIMARY KEY,
@@ -86,6 +84,13 @@ BEGIN
         TG_TABLE_SCHEMA, TG_TABLE_NAME;
 END $$;
 ";
+
+/// The tombstone index of `meshsync.row_state`, created only when missing: even when it
+/// exists, `CREATE INDEX IF NOT EXISTS` first takes a SHARE lock on the table, which waits
+/// for (and after `deadlock_timeout` cancels) an autovacuum of it; a restart soon after a
+/// large catch-up, when autovacuum is due, waited a second for it.
+const TOMBSTONE_INDEX: &str = "CREATE INDEX IF NOT EXISTS row_state_deleted_at \
+     ON meshsync.row_state (deleted_at) WHERE deleted_at IS NOT NULL";
 
 /// How long set-up waits for a lock on a replicated table (its DDL runs once per table).
 pub const LOCK_TIMEOUT_MS: u64 = 5_000;
@@ -140,6 +145,17 @@ async fn prepare_locked(
         .execute(&mut *conn)
         .await
         .map_err(PgError::query("create the meshsync schema"))?;
+    let (index,): (Option<String>,) =
+        sqlx::query_as("SELECT to_regclass('meshsync.row_state_deleted_at')::text")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(PgError::query("find the tombstone index"))?;
+    if index.is_none() {
+        sqlx::raw_sql(TOMBSTONE_INDEX)
+            .execute(&mut *conn)
+            .await
+            .map_err(PgError::query("create the tombstone index"))?;
+    }
     for t in tables {
         table(conn, t).await?;
     }

@@ -1,5 +1,6 @@
 //! `setup::prepare` against a real PostgreSQL: a restart changes nothing that is already in
-//! place, so it takes no lock that would queue a replicated table's users; a lock held through
+//! place, so it takes no lock that would queue a replicated table's users or wait for an
+//! autovacuum of the merge states; a lock held through
 //! the first set-up is reported by name and retried; the publication follows the table list;
 //! a missing table is named.
 
@@ -92,6 +93,34 @@ async fn a_restart_takes_no_lock_on_a_table_already_set_up() {
         .unwrap();
     assert_eq!(notices, "notice");
     r.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_restart_does_not_wait_for_an_autovacuum_of_the_merge_states() {
+    let (pg, mut c) = server().await;
+    setup::prepare(&mut c, &names(), &tables(&["t"]))
+        .await
+        .unwrap();
+    // The lock an autovacuum of meshsync.row_state holds (it is due soon after a large
+    // catch-up). `CREATE INDEX IF NOT EXISTS` takes a SHARE lock even when the index exists,
+    // which waits for it: the set-up ran into its 5 s lock timeout here.
+    let mut vacuum = pg.connect("postgres").await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE meshsync.row_state IN SHARE UPDATE EXCLUSIVE MODE;")
+        .execute(&mut vacuum)
+        .await
+        .unwrap();
+    let mut again = pg.connect("postgres").await.unwrap();
+    setup::prepare(&mut again, &names(), &tables(&["t"]))
+        .await
+        .unwrap();
+    sqlx::query("ROLLBACK").execute(&mut vacuum).await.unwrap();
+    // The index is there all the same.
+    let index: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('meshsync.row_state_deleted_at')::text")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(index.as_deref(), Some("meshsync.row_state_deleted_at"));
 }
 
 #[tokio::test]
