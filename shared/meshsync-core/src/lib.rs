@@ -5,11 +5,13 @@
 //! - [`TableName`], [`PeerId`], [`Op`], [`SourcePosition`], [`SchemaVersion`]: identities.
 //! - [`Change`]: one row change; [`ChangeBatch`]: the changes of one transaction to one table,
 //!   as one NATS message carries them; [`Version`]: the (HLC, origin) order every merge uses.
+//! - [`hlc_column`]: how an HLC is stored in two BIGINT columns.
 
 mod acked;
 mod batch;
 mod change;
 pub mod digest;
+pub mod hlc_column;
 mod ident;
 mod report;
 mod row_image;

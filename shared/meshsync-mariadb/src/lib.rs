@@ -11,7 +11,7 @@
 //! - [`apply`]: batched row writes into replicated tables, refused rows reported one by one,
 //!   and [`apply::MariaDbSink`], which merges change batches into them.
 //! - [`verify`]: table digests that compare equal to a PostgreSQL peer's for the same data.
-//! - [`hlc_column`]: how HLC stamps are stored in BIGINT columns.
+//! - [`hlc_column`]: how HLC stamps are stored in BIGINT columns (meshsync-core's, re-exported).
 //!
 //! See README.md for the type mapping table and the server settings.
 
@@ -20,7 +20,7 @@ pub mod catalog;
 pub mod check;
 pub mod error;
 pub mod flavour;
-pub mod hlc_column;
+pub use meshsync_core::hlc_column;
 pub mod setup;
 pub mod source;
 pub mod types;

@@ -11,7 +11,6 @@ pub mod types;
 pub mod apply;
 pub mod catalog;
 pub mod error;
-mod hlc_column;
 mod nodelay;
 pub mod setup;
 pub mod verify;

@@ -201,7 +201,7 @@ impl PgSink {
     /// Forgets the states of rows deleted before `before` (tombstone retention), in rounds of
     /// at most 10,000 rows so no statement holds locks for long; returns how many.
     pub async fn collect_tombstones(&mut self, before: Hlc) -> Result<u64, PgError> {
-        let cutoff = crate::hlc_column::to_columns(before).0;
+        let cutoff = meshsync_core::hlc_column::to_columns(before).0;
         let mut total = 0;
         loop {
             let n = state::collect(&mut self.conn, cutoff, 10_000).await?;

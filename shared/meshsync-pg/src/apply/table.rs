@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use meshsync_core::{Cell, ChangeBatch, PeerId, Value};
+use meshsync_core::{Cell, ChangeBatch, PeerId, Value, hlc_column};
 use meshsync_merge::{
     ConflictRecord, FreshGuess, PlannedRow, RowAction, RowInput, RowResult, StoredRow, TablePlan,
     TablePolicies, plan_table, tally,
@@ -27,7 +27,6 @@ use super::{
 use crate::{
     catalog::{Column, TableInfo},
     error::PgError,
-    hlc_column,
     types::to_sql_text,
 };
 

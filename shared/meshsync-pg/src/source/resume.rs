@@ -1,10 +1,10 @@
 //! Where capture may resume, stored in `meshsync.capture_state`: the commit LSN of the last
 //! transaction fully handled and the HLC fold's value after it (I6).
 
-use meshsync_core::Hlc;
+use meshsync_core::{Hlc, hlc_column};
 use sqlx::PgConnection;
 
-use crate::{error::PgError, hlc_column};
+use crate::error::PgError;
 
 /// A position and the HLC fold's value there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,11 +1,9 @@
-//! How an HLC is stored in MariaDB: its u64 time with the top bit flipped, so that BIGINT
-//! order is HLC order (and times past 2038 still fit), and its node as a BIGINT of the same
-//! bits. The same encoding as the PostgreSQL engine's, so stored stamps compare alike;
-//! engine crates do not depend on each other, hence the copy. Used by
-//! `meshsync.capture_state`, `meshsync.applied` (capture folds its row images with
-//! [`from_columns`]) and `meshsync.row_state.deleted_at` (the time only).
+//! How an HLC is stored in a database: its u64 time with the top bit flipped, so that a
+//! signed BIGINT's order is HLC order (and times past 2038 still fit), and its node as a
+//! BIGINT of the same bits. Every engine stores stamps this way, so stored stamps compare
+//! alike: capture resume states, tombstone times for retention, MariaDB's applied images.
 
-use meshsync_core::Hlc;
+use crate::Hlc;
 
 /// `(hlc_time, hlc_node)` columns of a stamp.
 pub fn to_columns(hlc: Hlc) -> (i64, i64) {
