@@ -37,7 +37,11 @@
 //! aggregates xor and add digests). Both are fixed algorithms: digests are stable across
 //! processes, machines and Rust versions, so peers can compare them.
 
-use std::{borrow::Cow, collections::BTreeMap, fmt::Write as _};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashSet},
+    fmt::Write as _,
+};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -363,6 +367,43 @@ impl TableDigest {
     }
 }
 
+/// The rows of some buckets, gathered for the drill-down after [`differing_buckets`]: each
+/// row's key and [`row_digest`], handed back sorted by canonical key bytes so that two peers'
+/// lists merge in one pass.
+#[derive(Debug)]
+pub struct BucketRows {
+    buckets: u32,
+    wanted: HashSet<u32>,
+    rows: Vec<(Vec<u8>, Vec<Value>, u64)>,
+}
+
+impl BucketRows {
+    /// Gathers the rows whose keys fall in one of `wanted` (of `buckets`, as [`bucket_of`]).
+    pub fn new(buckets: u32, wanted: &[u32]) -> Self {
+        BucketRows {
+            buckets,
+            wanted: wanted.iter().copied().collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Keeps the row if its key falls in a wanted bucket.
+    pub fn add(&mut self, key: Vec<Value>, row_digest: u64) {
+        if self.wanted.contains(&bucket_of(&key, self.buckets)) {
+            self.rows.push((canonical_key(&key), key, row_digest));
+        }
+    }
+
+    /// The kept rows, by canonical key bytes.
+    pub fn into_sorted(mut self) -> Vec<(Vec<Value>, u64)> {
+        self.rows.sort_by(|a, b| a.0.cmp(&b.0));
+        self.rows
+            .into_iter()
+            .map(|(_, key, row)| (key, row))
+            .collect()
+    }
+}
+
 /// The buckets whose summaries differ, ascending. Digests with different bucket counts cannot
 /// be compared bucket by bucket: then every bucket of the larger one is reported.
 pub fn differing_buckets(a: &TableDigest, b: &TableDigest) -> Vec<u32> {
@@ -597,6 +638,31 @@ mod tests {
         let used: std::collections::HashSet<u32> =
             (0..1000).map(|i| bucket_of(&[Value::Int(i)], 16)).collect();
         assert_eq!(used.len(), 16);
+    }
+
+    #[test]
+    fn bucket_rows_keep_the_wanted_buckets_sorted_by_key() {
+        let keys: Vec<Vec<Value>> = (0..40).rev().map(|i| vec![Value::Int(i)]).collect();
+        let wanted = [bucket_of(&keys[0], 4), bucket_of(&keys[1], 4)];
+        let mut rows = BucketRows::new(4, &wanted);
+        for (i, k) in keys.iter().enumerate() {
+            rows.add(k.clone(), i as u64);
+        }
+        let got = rows.into_sorted();
+        let expected: Vec<&Vec<Value>> = {
+            let mut e: Vec<&Vec<Value>> = keys
+                .iter()
+                .filter(|k| wanted.contains(&bucket_of(k, 4)))
+                .collect();
+            e.sort_by_key(|k| canonical_key(k));
+            e
+        };
+        assert!(!got.is_empty() && got.len() < keys.len());
+        assert_eq!(got.iter().map(|(k, _)| k).collect::<Vec<_>>(), expected);
+        for (k, d) in &got {
+            let i = keys.iter().position(|x| x == k).unwrap();
+            assert_eq!(*d, i as u64, "each key keeps its own row digest");
+        }
     }
 
     #[test]

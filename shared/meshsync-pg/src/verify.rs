@@ -8,12 +8,10 @@
 //! said; the caller's settings are restored afterwards. Errors name the table and column,
 //! never a value.
 
-use std::collections::HashSet;
-
 use futures::TryStreamExt;
 use meshsync_core::{
     Value,
-    digest::{TableDigest, bucket_of, canonical_key, row_digest},
+    digest::{BucketRows, TableDigest, row_digest},
 };
 use sqlx::{Connection, PgConnection, Row};
 
@@ -40,24 +38,17 @@ pub async fn digest_table(
 }
 
 /// The key and row digest of every row whose key falls in one of `wanted` (of `buckets`),
-/// sorted by canonical key bytes so that two peers' lists merge in one pass: the drill-down
-/// after [`meshsync_core::digest::differing_buckets`].
+/// sorted by canonical key bytes ([`BucketRows`]): the drill-down after
+/// [`meshsync_core::digest::differing_buckets`].
 pub async fn rows_in_buckets(
     conn: &mut PgConnection,
     info: &TableInfo,
     buckets: u32,
     wanted: &[u32],
 ) -> Result<Vec<(Vec<Value>, u64)>, PgError> {
-    let wanted: HashSet<u32> = wanted.iter().copied().collect();
-    let mut rows = Vec::new();
-    for_each_row(conn, info, |key, row| {
-        if wanted.contains(&bucket_of(&key, buckets)) {
-            rows.push((canonical_key(&key), key, row));
-        }
-    })
-    .await?;
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(rows.into_iter().map(|(_, key, row)| (key, row)).collect())
+    let mut rows = BucketRows::new(buckets, wanted);
+    for_each_row(conn, info, |key, row| rows.add(key, row)).await?;
+    Ok(rows.into_sorted())
 }
 
 /// The select-list expression printing `column` as its type's output function does (the
