@@ -115,7 +115,10 @@ async fn a_refusal_after_waiting_for_the_server_is_still_told() {
     // The server is down: connect waits for it...
     let waiting = tokio::spawn(async move { connect(&wrong, &full(&files)).await });
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(!waiting.is_finished(), "connect should wait for a server that is down");
+    assert!(
+        !waiting.is_finished(),
+        "connect should wait for a server that is down"
+    );
     // ...and once it answers, its refusal ends the wait.
     nats.restart().await.unwrap();
     match waiting.await.unwrap() {
