@@ -48,7 +48,12 @@ impl TlsOptions {
     /// What sqlx starts from before a URL's parameters: `PGSSLMODE`, `PGSSLROOTCERT`,
     /// `PGSSLCERT`, `PGSSLKEY` from the environment, else `prefer`.
     pub fn from_env() -> TlsOptions {
-        let var = |name| std::env::var(name).ok();
+        TlsOptions::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`TlsOptions::from_env`] over any source of variables. An unknown `PGSSLMODE` counts
+    /// as unset, as in sqlx, so both kinds of connection agree on it.
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> TlsOptions {
         TlsOptions {
             mode: var("PGSSLMODE")
                 .and_then(|m| m.parse().ok())
@@ -377,6 +382,37 @@ impl ServerCertVerifier for Unchecked {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_environment_names_mode_and_files_as_in_libpq() {
+        let vars = |set: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                set.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let o = TlsOptions::from_vars(vars(&[
+            ("PGSSLMODE", "verify-full"),
+            ("PGSSLROOTCERT", "/ca.crt"),
+            ("PGSSLCERT", "/c.crt"),
+            ("PGSSLKEY", "/c.key"),
+        ]));
+        assert!(matches!(o.mode, PgSslMode::VerifyFull));
+        assert_eq!(o.root_cert.as_deref(), Some("/ca.crt"));
+        assert_eq!(o.client_cert.as_deref(), Some("/c.crt"));
+        assert_eq!(o.client_key.as_deref(), Some("/c.key"));
+        assert!(matches!(
+            TlsOptions::from_vars(vars(&[])).mode,
+            PgSslMode::Prefer
+        ));
+        let unknown = TlsOptions::from_vars(vars(&[("PGSSLMODE", "sometimes")]));
+        assert!(matches!(unknown.mode, PgSslMode::Prefer));
+        assert!(matches!(
+            TlsOptions::from_vars(vars(&[("PGSSLMODE", "disable")])).mode,
+            PgSslMode::Disable
+        ));
+    }
 
     fn options(mode: PgSslMode) -> TlsOptions {
         TlsOptions {
