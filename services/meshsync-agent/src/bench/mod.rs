@@ -18,6 +18,7 @@
 //! and plotted as SVG ([`report`], [`plot`]).
 
 mod agents;
+mod machine;
 mod mesh;
 mod mysql_mesh;
 mod mysql_native;
@@ -189,6 +190,7 @@ async fn run_engine(engine: &'static str, params: &Params) -> Result<()> {
         notes,
         params: params.clone(),
         nats_version,
+        machine: machine::Machine::this(),
         native,
         meshsync,
     };

@@ -5,7 +5,7 @@ use std::{fmt::Write as _, time::Duration};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use super::{Params, mesh::ProcStats, workload};
+use super::{Params, machine::Machine, mesh::ProcStats, workload};
 
 /// Catch-up target: meshsync at least this fraction of native's rows/s.
 pub const TARGET_CATCH_UP_RATIO: f64 = 0.5;
@@ -213,6 +213,8 @@ pub struct Report {
     pub params: Params,
     /// nats-server version.
     pub nats_version: String,
+    /// The machine measured.
+    pub machine: Machine,
     /// The engine's own replication.
     pub native: SystemResult,
     /// meshsync.
@@ -245,7 +247,8 @@ impl Report {
             "notes": self.notes,
             "timestamp": now,
             "nats_server_version": self.nats_version,
-            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "cpus": self.machine.cpus,
+            "cpu_model": self.machine.cpu_model,
             "params": {
                 "rows": p.rows, "rounds": p.rounds, "txn_size": p.txn_size, "rate": p.rate,
                 "seconds": p.seconds, "quick": p.quick, "pg_settings": p.pg_settings,
@@ -276,6 +279,11 @@ impl Report {
             t,
             "\nmeshsync bench {}: {} rounds of {} rows in txns of {}, steady {} rows/s for {} s, nats-server {}",
             self.engine, p.rounds, p.rows, p.txn_size, p.rate, p.seconds, self.nats_version
+        );
+        let _ = writeln!(
+            t,
+            "machine: {} x {} (compare figures between runs on the same CPU only)",
+            self.machine.cpus, self.machine.cpu_model
         );
         if !p.pg_settings.is_empty() {
             let _ = writeln!(t, "PostgreSQL settings: {}", p.pg_settings.join(" "));
