@@ -48,15 +48,9 @@ impl MariaPeer {
         db.create_database("public").await?;
         let mut c = db.connect("public").await?;
         sqlx::raw_sql(TABLE_DDL).execute(&mut c).await?;
-        let tls = db.tls_files().context("a TLS server has certificates")?;
-        let url = format!(
-            "mysql://{}@localhost:{}/public?ssl-mode=VERIFY_IDENTITY&ssl-ca={}&ssl-cert={}&ssl-key={}",
-            meshsync_testkit::CERT_USER,
-            db.port(),
-            tls.ca.display(),
-            tls.client_cert.display(),
-            tls.client_key.display()
-        );
+        let url = db
+            .verified_url("public")
+            .context("a TLS server has certificates")?;
         Self::configured(id, nats_url, dir, Some(db), url)
     }
 

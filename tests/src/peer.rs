@@ -79,15 +79,8 @@ impl Peer {
             .collect();
         // Peer c reaches its database through the Unix socket (a socket URL), so the
         // scenarios with three peers run setup, capture and apply over a socket too.
-        let url = if let Some(tls) = pg.tls_files() {
-            format!(
-                "postgres://{}@localhost:{}/app?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
-                meshsync_testkit::CERT_USER,
-                pg.port(),
-                tls.ca.display(),
-                tls.client_cert.display(),
-                tls.client_key.display()
-            )
+        let url = if let Some(url) = pg.verified_url("app") {
+            url
         } else if id == "c" {
             pg.socket_url("app")
         } else {

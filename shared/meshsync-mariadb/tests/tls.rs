@@ -5,7 +5,7 @@
 
 use meshsync_core::TableName;
 use meshsync_mariadb::{MariaDbError, MariaDbSource, SourceConfig, source::binlog_opts};
-use meshsync_testkit::{CERT_USER, MariaDb};
+use meshsync_testkit::MariaDb;
 use mysql_async::prelude::Queryable;
 use sqlx::{Connection, MySqlConnection};
 
@@ -14,22 +14,6 @@ use crate::support::{exec, next_rows};
 /// `mysql://user@host:port/app?query`.
 fn url(m: &MariaDb, user: &str, host: &str, query: &str) -> String {
     format!("mysql://{user}@{host}:{}/app?{query}", m.port())
-}
-
-/// VERIFY_IDENTITY through `localhost` (the certificate's name), as the certificate user.
-fn verified(m: &MariaDb) -> String {
-    let f = m.tls_files().unwrap();
-    url(
-        m,
-        CERT_USER,
-        "localhost",
-        &format!(
-            "ssl-mode=VERIFY_IDENTITY&ssl-ca={}&ssl-cert={}&ssl-key={}",
-            f.ca.display(),
-            f.client_cert.display(),
-            f.client_key.display()
-        ),
-    )
 }
 
 async fn server() -> MariaDb {
@@ -50,7 +34,7 @@ async fn cipher(opts: mysql_async::Opts) -> Result<String, mysql_async::Error> {
 #[tokio::test]
 async fn capture_streams_over_verified_tls_with_a_client_certificate() {
     let m = server().await;
-    let url = verified(&m);
+    let url = m.verified_url("app").unwrap();
     // The binlog client's own connection is encrypted.
     let c = cipher(binlog_opts(&url, false).unwrap()).await.unwrap();
     assert!(!c.is_empty(), "the binlog connection should use TLS");
@@ -111,7 +95,10 @@ async fn capture_with_the_default_ssl_mode_uses_tls_when_the_session_got_it() {
 #[tokio::test]
 async fn verify_identity_refuses_a_host_not_in_the_certificate_and_stops() {
     let m = server().await;
-    let by_ip = verified(&m).replace("@localhost:", "@127.0.0.1:");
+    let by_ip = m
+        .verified_url("app")
+        .unwrap()
+        .replace("@localhost:", "@127.0.0.1:");
     let e = cipher(binlog_opts(&by_ip, false).unwrap())
         .await
         .unwrap_err();
@@ -125,7 +112,10 @@ async fn verify_identity_refuses_a_host_not_in_the_certificate_and_stops() {
     );
     // VERIFY_CA through the certificate's name. (Through another, mysql_async 0.37.1 refuses
     // it too: its name check matches error text rustls no longer prints; docs/mariadb.md.)
-    let verify_ca = verified(&m).replace("VERIFY_IDENTITY", "VERIFY_CA");
+    let verify_ca = m
+        .verified_url("app")
+        .unwrap()
+        .replace("VERIFY_IDENTITY", "VERIFY_CA");
     let c = cipher(binlog_opts(&verify_ca, false).unwrap())
         .await
         .unwrap();

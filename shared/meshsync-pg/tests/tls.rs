@@ -202,17 +202,7 @@ async fn require_refuses_a_server_without_tls_and_says_so() {
 async fn a_client_certificate_authenticates_its_user() {
     let pg = server().await;
     let files = pg.tls_files().unwrap().clone();
-    let with_cert = url(
-        &pg,
-        CERT_USER,
-        "localhost",
-        &format!(
-            "sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
-            files.ca.display(),
-            files.client_cert.display(),
-            files.client_key.display()
-        ),
-    );
+    let with_cert = pg.verified_url("postgres").unwrap();
     let _s = stream(&with_cert, "with cert").await.unwrap();
     PgConnection::connect(&with_cert).await.unwrap();
     // Without it the server refuses the user.

@@ -181,6 +181,20 @@ impl MariaDb {
         self.tls.as_ref()
     }
 
+    /// On a server started by [`MariaDb::start_tls`], [`CERT_USER`]'s URL to `db`: through
+    /// `localhost` (the certificate's name), `VERIFY_IDENTITY` against the server's CA, with
+    /// the client certificate. `None` for a server without TLS.
+    pub fn verified_url(&self, db: &str) -> Option<String> {
+        let f = self.tls.as_ref()?;
+        Some(format!(
+            "mysql://{CERT_USER}@localhost:{}/{db}?ssl-mode=VERIFY_IDENTITY&ssl-ca={}&ssl-cert={}&ssl-key={}",
+            self.port,
+            f.ca.display(),
+            f.client_cert.display(),
+            f.client_key.display()
+        ))
+    }
+
     /// The port (the same after every restart).
     pub fn port(&self) -> u16 {
         self.port

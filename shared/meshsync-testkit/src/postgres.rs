@@ -210,6 +210,20 @@ impl Postgres {
         self.tls.as_ref()
     }
 
+    /// On a server started by [`Postgres::start_tls`], [`CERT_USER`]'s URL to `db`: through
+    /// `localhost` (the certificate's name), `verify-full` against the server's CA, with the
+    /// client certificate. `None` for a server without TLS.
+    pub fn verified_url(&self, db: &str) -> Option<String> {
+        let f = self.tls.as_ref()?;
+        Some(format!(
+            "postgres://{CERT_USER}@localhost:{}/{db}?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+            self.port,
+            f.ca.display(),
+            f.client_cert.display(),
+            f.client_key.display()
+        ))
+    }
+
     /// The port (the same after every restart).
     pub fn port(&self) -> u16 {
         self.port
