@@ -214,10 +214,7 @@ where
             .downcast_ref::<meshsync_mariadb::MariaDbError>()
             .is_some_and(meshsync_mariadb::MariaDbError::is_tls_failure)
         {
-            return Err(err.context(
-                "TLS to the database failed: check ssl-mode, ssl-ca, ssl-cert and ssl-key in \
-                 database.url (docs/mariadb.md)",
-            ));
+            return Err(err.context(crate::setup::MARIADB_TLS_HINT));
         }
         if started.elapsed() > Duration::from_secs(30) {
             attempt = 0;

@@ -178,7 +178,7 @@ const PG_TLS_HINT: &str = "TLS to the database failed: check sslmode, sslrootcer
      server's certificate; docs/configuration.md)";
 
 /// What to check when TLS to a MariaDB or MySQL database fails.
-const MARIADB_TLS_HINT: &str = "TLS to the database failed: check ssl-mode, ssl-ca, ssl-cert \
+pub(crate) const MARIADB_TLS_HINT: &str = "TLS to the database failed: check ssl-mode, ssl-ca, ssl-cert \
      and ssl-key in database.url (VERIFY_IDENTITY also wants the URL's host among the names in \
      the server's certificate; docs/mariadb.md)";
 
