@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use meshsync_e2e::peer::Peer;
 use meshsync_testkit::{NatsServer, wait_until};
 
@@ -71,7 +71,9 @@ impl Mesh {
             .agent
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("peer {} has no agent", peer.id))?;
-        wait_agent_started(agent).await
+        wait_agent_started(agent)
+            .await
+            .with_context(|| format!("peer {}", peer.id))
     }
 
     /// Waits until every peer's consumer has applied everything on the stream.
